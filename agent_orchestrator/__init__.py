@@ -1,0 +1,1 @@
+"""The orchestrator: workflows, run queue, HTTP API and the `devtools` CLI."""

@@ -1,0 +1,55 @@
+"""`devtools db prune`: checkpoint retention (see agent_orchestrator/runs/prune.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from agent_orchestrator.runs.prune import PruneArgumentError, PruneReport, parse_duration, prune_checkpoints
+from shared.backends import resolve_backends
+from shared.config import SettingsError, load_settings
+from shared.db import open_pool
+from shared.embedded import EmbeddedBackendError
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+async def _prune(database_url: str, older_than: str, keep_last: int | None) -> PruneReport:
+    retention = parse_duration(older_than)
+    pool = await open_pool(database_url, min_size=1, max_size=1, name="devtools-prune")
+    try:
+        return await prune_checkpoints(pool, older_than=retention, keep_last=keep_last)
+    finally:
+        await pool.close()
+
+
+def prune_command(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="retention of finished runs' checkpoints, e.g. 7d, 12h")
+    ] = "7d",
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", help="keep only the last K checkpoints of every other thread")
+    ] = None,
+) -> None:
+    """Delete checkpoints of runs finished longer ago than --older-than; trim threads to --keep-last."""
+    try:
+        settings = load_settings()
+        database_url = settings.database_url or resolve_backends(settings).database_url
+        report = asyncio.run(_prune(database_url, older_than, keep_last))
+    except (SettingsError, PruneArgumentError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except EmbeddedBackendError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"deleted {report.threads_deleted} expired threads; trimmed {report.threads_trimmed} threads; "
+        f"removed {report.checkpoints_deleted} checkpoints, {report.writes_deleted} writes, "
+        f"{report.blobs_deleted} blobs"
+    )
+    if report.skipped_delta_threads:
+        console.print(f"skipped (DeltaChannel threads): {', '.join(report.skipped_delta_threads)}")

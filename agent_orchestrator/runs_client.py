@@ -1,0 +1,153 @@
+"""A small synchronous client of the orchestrator's runs API (used by the CLI, the demo and tests).
+
+`follow()` reads the run's server-sent events until the run rests: finished (the server
+ends the stream) or waiting for a person (`interrupted`). No polling: the server pushes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+RESTING_EVENTS = frozenset({"interrupted", "succeeded", "failed", "cancelled"})
+
+
+class OrchestratorError(RuntimeError):
+    """The orchestrator refused a request or could not be reached; the message says why."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    id: int | None
+    kind: str
+    data: dict[str, Any]
+
+    @property
+    def node(self) -> str | None:
+        return self.data.get("node")
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict) and "error" in body:
+        fields = ", ".join(f"{f.get('field')}: {f.get('message')}" for f in body.get("fields", []))
+        return f"{body['error']}" + (f" ({fields})" if fields else "")
+    return str(body)[:500]
+
+
+class OrchestratorClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OrchestratorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise OrchestratorError(f"orchestrator at {self.base_url} unreachable: {exc}") from None
+        if response.status_code >= 400:
+            raise OrchestratorError(
+                f"{method} {path}: HTTP {response.status_code}: {_error_text(response)}", response.status_code
+            )
+        return response.json()
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get("/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def create_run(self, workflow: str, data: dict[str, Any], priority: int = 0) -> dict[str, Any]:
+        body = {"workflow": workflow, "input": data, "priority": priority}
+        return self._call("POST", "/runs", json=body)  # type: ignore[no-any-return]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/runs/{run_id}")  # type: ignore[no-any-return]
+
+    def list_runs(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+        return self._call("GET", "/runs", params=params)  # type: ignore[no-any-return]
+
+    def approvals(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/approvals")  # type: ignore[no-any-return]
+
+    def decide(self, run_id: str, approved: bool, comment: str | None = None) -> dict[str, Any]:
+        verb = "approve" if approved else "reject"
+        return self._call("POST", f"/runs/{run_id}/{verb}", json={"comment": comment})  # type: ignore[no-any-return]
+
+    def history(self, run_id: str, values: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        params = {"values": str(values).lower(), "limit": limit}
+        return self._call("GET", f"/runs/{run_id}/history", params=params)  # type: ignore[no-any-return]
+
+    def replay(self, run_id: str, checkpoint_id: str) -> dict[str, Any]:
+        body = {"checkpoint_id": checkpoint_id}
+        return self._call("POST", f"/runs/{run_id}/replay", json=body)  # type: ignore[no-any-return]
+
+    def events(self, run_id: str, after: int = 0, follow: bool = True) -> Iterator[RunEvent]:
+        """The run's events as they happen (the stream ends when the run has finished)."""
+        params = {"after": after, "follow": str(follow).lower()}
+        try:
+            with self._http.stream("GET", f"/runs/{run_id}/events", params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise OrchestratorError(_error_text(response), response.status_code)
+                kind, event_id, data = "message", None, ""
+                for line in response.iter_lines():
+                    if line.startswith("id:"):
+                        event_id = int(line[3:].strip())
+                    elif line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+                    elif line == "" and data:
+                        yield RunEvent(event_id, kind, json.loads(data))
+                        kind, event_id, data = "message", None, ""
+        except httpx.HTTPError as exc:
+            raise OrchestratorError(f"event stream of run {run_id} broke: {exc}") from None
+
+    def follow(
+        self, run_id: str, on_event: Callable[[RunEvent], None] | None = None, after: int = 0
+    ) -> dict[str, Any]:
+        """Read events until the run finishes or waits for a person; return the run."""
+        for event in self.events(run_id, after=after):
+            if on_event is not None:
+                on_event(event)
+            if event.kind == "end" or event.kind in RESTING_EVENTS:
+                run = self.get_run(run_id)
+                if run["status"] != "running" and run["status"] != "queued":
+                    return run
+        return self.get_run(run_id)
+
+    def final_result(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """The workflow's `final_result` (with its report): from the result, or the latest checkpoint
+        when the run failed after writing its report."""
+        result = run.get("result")
+        if isinstance(result, dict) and result.get("final_result"):
+            return result["final_result"]  # type: ignore[no-any-return]
+        history = self.history(str(run["id"]), values=True, limit=1)
+        if history:
+            values = history[0].get("values") or {}
+            final = values.get("final_result")
+            return final if isinstance(final, dict) else None
+        return None

@@ -1,0 +1,174 @@
+"""Process supervisor behind `devtools up` and `devtools demo`: the registry and every agent service.
+
+Which services exist is data: SERVICES lists name -> module -> port setting. A row whose module
+has no `__main__` yet is skipped, so an agent added later appears by adding (or filling) one row.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.table import Table
+
+from shared.backends import Backends
+from shared.config import Settings
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    port_setting: str
+    # The id it registers under in the registry (None: the registry itself).
+    agent_id: str | None
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("agent-registry", "services.agent_registry", "registry_port", None),
+    ServiceSpec("feature-dev", "services.feature_dev", "feature_dev_port", "feature-dev"),
+    ServiceSpec("code-review", "services.code_review", "code_review_port", "code-review"),
+    ServiceSpec("infrastructure", "services.infrastructure", "infrastructure_port", "infrastructure"),
+    ServiceSpec("cicd", "services.cicd", "cicd_port", "cicd"),
+    ServiceSpec("documentation", "services.documentation", "documentation_port", "documentation"),
+    # The orchestrator service: the orchestrator agent + the runs API + run workers, on one port.
+    ServiceSpec("orchestrator", "services.orchestrator", "orchestrator_port", "orchestrator"),
+)
+
+
+def available_services(specs: tuple[ServiceSpec, ...] = SERVICES) -> list[ServiceSpec]:
+    """The rows whose service package exists and is runnable (`python -m <module>`)."""
+    found = []
+    for spec in specs:
+        try:
+            runnable = importlib.util.find_spec(f"{spec.module}.__main__") is not None
+        except ModuleNotFoundError:
+            runnable = False
+        if runnable:
+            found.append(spec)
+    return found
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    healthy: bool = False
+    registered: bool = False
+    status: str = "starting"
+    detail: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.healthy and (self.spec.agent_id is None or self.registered)
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    backends: Backends
+    specs: list[ServiceSpec]
+    log_dir: Path
+    running: list[RunningService] = field(default_factory=list)
+    generated_token: bool = False
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, **self.backends.env()}
+        token = self.settings.api_token_value()
+        if not token:
+            # Security by default: the services always require a token; without a configured one,
+            # this session gets a random one that only its own children know.
+            token = secrets.token_urlsafe(24)
+            self.generated_token = True
+        env["DEVTOOLS_API_TOKEN"] = token
+        env["DEVTOOLS_REGISTRY_URL"] = self.settings.resolved_registry_url
+        env.setdefault("DEVTOOLS_LOG_FORMAT", "json")
+        return env
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = self._env()
+        for spec in self.specs:
+            port = int(getattr(self.settings, spec.port_setting))
+            log_path = self.log_dir / f"{spec.name}.log"
+            with log_path.open("ab") as handle:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", spec.module],
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+                )
+            url = f"http://{self.settings.host}:{port}"
+            self.running.append(RunningService(spec, url, process, log_path))
+
+    def refresh(self) -> None:
+        registry_url = self.settings.resolved_registry_url
+        with httpx.Client(timeout=2) as client:
+            for svc in self.running:
+                code = svc.process.poll()
+                if code is not None:
+                    svc.healthy, svc.registered, svc.status = False, False, f"exited ({code})"
+                    svc.detail = f"see {svc.log_path}"
+                    continue
+                try:
+                    response = client.get(f"{svc.url}/health")
+                    svc.healthy = response.status_code == 200
+                    svc.status = str(response.json().get("state") or response.json().get("status"))
+                except (httpx.HTTPError, ValueError):
+                    svc.healthy, svc.status = False, "starting"
+                if svc.spec.agent_id is not None:
+                    try:
+                        record = client.get(f"{registry_url}/agents/{svc.spec.agent_id}")
+                        svc.registered = record.status_code == 200
+                    except httpx.HTTPError:
+                        svc.registered = False
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Poll health and registration (external processes) until all are ready or one exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.refresh()
+            if all(s.ready for s in self.running):
+                return True
+            if any(s.process.poll() is not None for s in self.running):
+                return False
+            time.sleep(0.2)
+        return False
+
+    def stop(self, timeout: float = 30) -> list[int | None]:
+        """SIGTERM agents first (they drain and deregister), then the registry; kill what lingers."""
+        agents = [s for s in self.running if s.spec.agent_id is not None]
+        others = [s for s in self.running if s.spec.agent_id is None]
+        for group in (agents, others):
+            for svc in group:
+                if svc.process.poll() is None:
+                    svc.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for svc in group:
+                try:
+                    svc.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    svc.process.kill()
+                    svc.process.wait(timeout=10)
+        return [s.process.returncode for s in self.running]
+
+    def table(self, title: str = "devtools services") -> Table:
+        table = Table(title=title)
+        for column in ("service", "pid", "url", "health", "registered", "state"):
+            table.add_column(column)
+        for svc in self.running:
+            health = "[green]healthy[/green]" if svc.healthy else f"[red]down[/red] {svc.detail}"
+            registered = "-" if svc.spec.agent_id is None else ("yes" if svc.registered else "[yellow]no[/]")
+            table.add_row(svc.spec.name, str(svc.process.pid), svc.url, health, registered, svc.status)
+        return table

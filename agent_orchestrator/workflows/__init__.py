@@ -1,0 +1,1 @@
+"""Workflow graphs: generic templates and the registry of runnable workflows."""

@@ -1,0 +1,179 @@
+"""The one way a workflow node talks to an agent: `await call_agent(...)` over the event bus.
+
+- Every call has a per-step timeout (the bus answers `timeout` when no agent replies in time).
+- A timeout or an unreachable bus raises `TransientAgentError`: the step's LangGraph
+  `RetryPolicy` (`AGENT_RETRY`) retries it inside the run; once those attempts are spent
+  the error reaches the run worker, which (it is a `TransientRunError`) retries the run
+  later from its last checkpoint.
+- An `error` or `rejected` answer raises `AgentCallFailed` with the agent's message: it is
+  the agent's verdict on this request, so retrying the same request would not help.
+
+The bus, the lock manager and the settings the nodes use come from `WorkflowServices`:
+the orchestrator service installs its own (its agent runtime's bus); a bare worker process
+creates them lazily from the environment (`DEVTOOLS_*`), once per event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import RetryPolicy
+from prometheus_client import Counter, Histogram
+
+from agent_orchestrator.runs.worker import TransientRunError
+from shared.config import Settings, get_settings
+from shared.lib.agent_events import (
+    AgentRequestEvent,
+    AgentResponseEvent,
+    InterAgentEvent,
+    InterAgentEventType,
+    ResponseStatus,
+)
+from shared.lib.event_bus import BusUnavailable, EventBus
+from shared.lib.resource_lock import ResourceLockManager
+
+log = logging.getLogger(__name__)
+
+WORKFLOW_AGENT_ID = "orchestrator"
+
+AGENT_CALLS = Counter(
+    "devtools_workflow_agent_calls_total",
+    "Agent requests sent by workflow nodes",
+    ["agent", "request_type", "outcome"],
+)
+AGENT_CALL_SECONDS = Histogram(
+    "devtools_workflow_agent_call_seconds",
+    "Time a workflow node waited for an agent",
+    ["agent", "request_type"],
+)
+
+
+class TransientAgentError(TransientRunError):
+    """No answer in time, or the bus is unreachable: worth trying again."""
+
+
+class AgentCallFailed(RuntimeError):
+    """The agent answered `error` or `rejected`: the request itself cannot succeed."""
+
+    def __init__(self, agent: str, request_type: str, status: str, message: str) -> None:
+        super().__init__(f"{agent} {request_type} {status}: {message}")
+        self.agent = agent
+        self.request_type = request_type
+        self.status = status
+        self.message = message
+
+
+# Steps retried inside the run: three attempts, 1 s then 2 s apart, only for transient failures.
+AGENT_RETRY = RetryPolicy(
+    initial_interval=1.0, backoff_factor=2.0, max_attempts=3, retry_on=TransientAgentError
+)
+
+
+@dataclass
+class WorkflowServices:
+    settings: Settings
+    bus: EventBus
+    owns_bus: bool
+    locks: ResourceLockManager | None = None
+    _locks_guard: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def lock_manager(self, database_url: str) -> ResourceLockManager:
+        async with self._locks_guard:
+            if self.locks is None:
+                self.locks = await ResourceLockManager.connect(database_url, name="devtools-workflow-locks")
+            return self.locks
+
+    async def close(self) -> None:
+        if self.locks is not None:
+            await self.locks.close()
+            self.locks = None
+        if self.owns_bus:
+            await self.bus.close()
+
+
+# One set per event loop: a bus or pool cannot be shared across loops.
+_services: dict[int, WorkflowServices] = {}
+
+
+def install_services(settings: Settings, bus: EventBus) -> WorkflowServices:
+    """Use this bus (the orchestrator service's own) for the nodes run on the current loop."""
+    services = WorkflowServices(settings, bus, owns_bus=False)
+    _services[id(asyncio.get_running_loop())] = services
+    return services
+
+
+def workflow_services() -> WorkflowServices:
+    key = id(asyncio.get_running_loop())
+    services = _services.get(key)
+    if services is None:
+        settings = get_settings()
+        bus = EventBus.from_settings(settings, agent_id=WORKFLOW_AGENT_ID)
+        services = WorkflowServices(settings, bus, owns_bus=True)
+        _services[key] = services
+    return services
+
+
+async def close_services() -> None:
+    """Close the current loop's services (their bus only if it was created here)."""
+    services = _services.pop(id(asyncio.get_running_loop()), None)
+    if services is not None:
+        await services.close()
+
+
+async def call_agent(
+    agent: str,
+    request_type: str,
+    payload: dict[str, Any],
+    *,
+    timeout: float,  # noqa: ASYNC109 - the per-step deadline is the point of this helper
+    correlation_id: str | None = None,
+    capability: str | None = None,
+) -> dict[str, Any]:
+    """Send one request to `agent` (or any agent with `capability`) and return its result dict."""
+    bus = workflow_services().bus
+    event = AgentRequestEvent(
+        source_agent=WORKFLOW_AGENT_ID,
+        target_agent="any" if capability else agent,
+        required_capability=capability,
+        request_type=request_type,
+        payload=payload,
+        timeout_seconds=timeout,
+        correlation_id=correlation_id,
+    )
+    started = time.monotonic()
+    try:
+        response: AgentResponseEvent = await bus.request_agent(event, timeout=timeout)
+    except BusUnavailable as exc:
+        AGENT_CALLS.labels(agent, request_type, "bus_unavailable").inc()
+        raise TransientAgentError(f"{agent} {request_type}: event bus unavailable: {exc}") from exc
+    finally:
+        AGENT_CALL_SECONDS.labels(agent, request_type).observe(time.monotonic() - started)
+    AGENT_CALLS.labels(agent, request_type, response.status.value).inc()
+    if response.status == ResponseStatus.TIMEOUT:
+        raise TransientAgentError(
+            f"{agent} {request_type}: no answer within {timeout:g}s ({response.error or 'timeout'})"
+        )
+    if response.status in (ResponseStatus.ERROR, ResponseStatus.REJECTED):
+        raise AgentCallFailed(agent, request_type, response.status.value, response.error or "no message")
+    log.info(
+        "agent answered",
+        extra={
+            "agent": agent,
+            "request_type": request_type,
+            "correlation_id": correlation_id,
+            "ms": round(response.processing_time_ms, 1),
+        },
+    )
+    return response.result or {}
+
+
+async def emit_event(kind: InterAgentEventType, payload: dict[str, Any], correlation_id: str) -> None:
+    """Broadcast a workflow fact (approval_required, approved, resource.locked, ...)."""
+    event = InterAgentEvent(
+        event_type=kind, source_agent=WORKFLOW_AGENT_ID, payload=payload, correlation_id=correlation_id
+    )
+    await workflow_services().bus.emit(event)

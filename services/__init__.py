@@ -1,0 +1,1 @@
+"""One package per microservice: the agent registry and each agent."""

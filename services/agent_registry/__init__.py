@@ -1,0 +1,1 @@
+"""The agent-registry service: agents register, heartbeat and are found by capability."""

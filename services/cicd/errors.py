@@ -1,0 +1,23 @@
+"""Domain errors of the cicd agent: each a ValueError with a message the caller can act on."""
+
+from __future__ import annotations
+
+
+class CicdError(ValueError):
+    """A request the cicd agent cannot carry out as asked."""
+
+
+class NoTestCommandError(CicdError):
+    """Nothing configured and nothing detected to run as the repository's tests."""
+
+
+class NoBuildCommandError(CicdError):
+    """Nothing configured and the repository is not a buildable Python project."""
+
+
+class BuildFailedError(CicdError):
+    """Raised only where a caller needs an exception; VALIDATE_BUILD itself reports failure in its result."""
+
+
+class ArtifactNotFoundError(CicdError):
+    """No stored artifact has the given sha256."""

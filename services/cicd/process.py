@@ -1,0 +1,134 @@
+"""Run a repository's own command: its own process group, a clean environment, a timeout, a log file.
+
+The command is a user's shell command line, so it may start children (a test runner's
+workers, a dev server). On timeout the whole process group is killed, never just the shell.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TERMINATE_GRACE_SECONDS = 3.0
+# Our own settings and a parent pytest's bookkeeping must not leak into the user's command.
+_DROPPED_PREFIXES = ("DEVTOOLS_",)
+_DROPPED_NAMES = {"PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_VERSION"}
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    exit_code: int | None  # None when the command was killed on timeout
+    timed_out: bool
+    duration_seconds: float
+    log_path: Path
+
+
+def interpreter_for(root: Path) -> str:
+    """The repository's own virtualenv interpreter if it has one, else the interpreter running us."""
+    for candidate in (root / ".venv" / "bin" / "python", root / "venv" / "bin" / "python"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return sys.executable
+
+
+def clean_environment(root: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """os.environ without our variables; the repo's (or our) interpreter first on PATH so `python` is it."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(_DROPPED_PREFIXES) and key not in _DROPPED_NAMES
+    }
+    bin_dir = str(Path(interpreter_for(root)).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")]).rstrip(os.pathsep)
+    env.update(extra or {})
+    return env
+
+
+def kill_process_group(pgid: int, grace: float = TERMINATE_GRACE_SECONDS) -> None:
+    """SIGTERM the group, then SIGKILL whatever is left after `grace` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not process_group_alive(pgid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def process_group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is still in the group; zombies wait only for their reaper."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            return True
+    return False
+
+
+def run_command(
+    command: str,
+    *,
+    cwd: Path,
+    log_path: Path,
+    timeout: float,
+    env: Mapping[str, str],
+) -> CommandOutcome:
+    """Run `command` through /bin/sh in its own session; stdout and stderr go to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        log.write(f"$ {command}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            exit_code: int | None = process.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            kill_process_group(process.pid)
+            process.wait()
+            exit_code, timed_out = None, True
+        # Children left behind by a finished command (a forgotten background server) go too.
+        if process_group_alive(process.pid):
+            kill_process_group(process.pid)
+        if timed_out:
+            log.write(f"\n[devtools] killed after {timeout:g}s timeout\n".encode())
+    return CommandOutcome(exit_code, timed_out, time.monotonic() - started, log_path)
+
+
+def log_tail(path: Path, max_lines: int = 80, max_bytes: int = 16_384) -> str:
+    """The last lines of a log, bounded in bytes so a runaway log never bloats an answer."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > max_bytes and lines:
+        lines = lines[1:]  # the first line is likely cut in the middle
+    return "\n".join(lines[-max_lines:])

@@ -1,0 +1,65 @@
+"""The feature-dev agent service: GENERATE_CODE and REFACTOR_CODE on the agent runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from services.feature_dev.models import (
+    ChangeKind,
+    ChangePayload,
+    ChangeResult,
+    GenerateCodePayload,
+    RefactorCodePayload,
+)
+from services.feature_dev.skill import NO_LLM_MESSAGE, make_change
+from shared.lib.agent_events import AgentResponseEvent, ResponseStatus
+from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
+from shared.llm import openhands_llm_from_spec, parse_llm_spec
+
+agent = AgentDefinition(
+    agent_id="feature-dev",
+    name="Feature development",
+    capabilities=[
+        Capability("feature_dev", "Implements or refactors code on a new branch with an LLM coding agent"),
+    ],
+    capacity=2,  # each change runs a whole coding-agent conversation
+    port_setting="feature_dev_port",
+    tags=["codegen", "openhands"],
+)
+
+
+@agent.on_startup
+async def _check_llm(services: dict[str, Any]) -> None:
+    settings = services["settings"]
+    spec = parse_llm_spec(settings.llm)  # a malformed DEVTOOLS_LLM stops the service at start
+    services["llm_spec"] = spec
+    services["worktree_root"] = Path(settings.data_dir) / "feature-dev" / "worktrees"
+    if spec is not None:
+        # Import the SDK (slow) and check the spec once now, not inside the first request.
+        await asyncio.to_thread(openhands_llm_from_spec, spec)
+
+
+async def _change(
+    kind: ChangeKind, payload: ChangePayload, ctx: RequestContext
+) -> ChangeResult | AgentResponseEvent:
+    spec = ctx.services.get("llm_spec")
+    if spec is None:
+        return AgentResponseEvent.for_request(
+            ctx.request, ctx.agent_id, ResponseStatus.REJECTED, error=NO_LLM_MESSAGE
+        )
+    llm = openhands_llm_from_spec(spec)  # one per request: the SDK's LLM keeps per-conversation metrics
+    return await asyncio.to_thread(
+        make_change, kind, payload, llm=llm, work_root=ctx.services["worktree_root"]
+    )
+
+
+@agent.handler("GENERATE_CODE", payload_model=GenerateCodePayload)
+async def generate(payload: GenerateCodePayload, ctx: RequestContext) -> ChangeResult | AgentResponseEvent:
+    return await _change("generate", payload, ctx)
+
+
+@agent.handler("REFACTOR_CODE", payload_model=RefactorCodePayload)
+async def refactor(payload: RefactorCodePayload, ctx: RequestContext) -> ChangeResult | AgentResponseEvent:
+    return await _change("refactor", payload, ctx)

@@ -1,0 +1,1 @@
+"""The infrastructure agent: deploys releases to environments through pluggable targets (`local` first)."""

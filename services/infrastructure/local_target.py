@@ -1,0 +1,332 @@
+"""The `local` deploy target: releases as folders, the app as a supervised local process group.
+
+A deploy stops the running release, starts the new one on the configured port and gives it
+`health_timeout_seconds` to answer its health path; if it does not, the new release is
+stopped and the previous one is made current and started again. All mutating operations on
+one environment are serialized by its file lock and checked against its highest fencing token.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.cicd.process import clean_environment
+from services.cicd.project_config import ProjectConfigError, load_project_config
+from services.infrastructure import env_file
+from services.infrastructure.env_state import EnvironmentDir, EnvironmentState, ReleaseInfo
+from services.infrastructure.errors import (
+    DeployConfigError,
+    ReleaseNotFoundError,
+    StaleFencingTokenError,
+    UnknownEnvironmentError,
+)
+from services.infrastructure.health import app_url, probe_http, recent_error_lines, wait_until_healthy
+from services.infrastructure.metrics import DEPLOY_DURATION, DEPLOYS, ROLLBACKS, STALE_TOKENS
+from services.infrastructure.models import (
+    DeployResult,
+    DeployServicePayload,
+    HealthCheckPayload,
+    HealthReport,
+    RestartServicePayload,
+    RollbackPayload,
+    RollbackResult,
+    StopResult,
+    StopServicePayload,
+    UpdateConfigPayload,
+    UpdateConfigResult,
+)
+from services.infrastructure.releases import export_git_ref, new_release_id, unpack_artifact
+from services.infrastructure.supervisor import PortInUseError, is_alive, start_app, stop_app
+from services.infrastructure.targets import DeployTarget
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class LocalTarget(DeployTarget):
+    name = "local"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _existing(self, environment: str) -> EnvironmentDir:
+        env = EnvironmentDir(self.data_dir, environment)
+        if not env.exists():
+            raise UnknownEnvironmentError(f"environment {environment!r} has never been deployed to")
+        return env
+
+    def _fence(self, env: EnvironmentDir, state: EnvironmentState, token: int | None) -> None:
+        try:
+            env.check_fencing(state, token)
+        except StaleFencingTokenError:
+            STALE_TOKENS.inc()
+            raise
+        env.save(state)  # a newer token is remembered even if the operation fails afterwards
+
+    def _create_release(self, env: EnvironmentDir, payload: DeployServicePayload) -> ReleaseInfo:
+        # Filled under a hidden name and renamed once complete: a crash never leaves a half release.
+        staging = env.releases / f".staging-{new_release_id('new')}"
+        if payload.repo is not None:
+            source = export_git_ref(payload.repo, payload.ref, staging)
+        else:
+            assert payload.artifact_sha256 is not None  # the payload model guarantees one source
+            source = unpack_artifact(self.data_dir, payload.artifact_sha256, staging)
+        try:
+            config = load_project_config(staging)
+            run_command = payload.run_command or config.run_command
+            port = payload.port or config.port
+            if not run_command:
+                raise DeployConfigError("no run_command: set it under [tool.devtools] or in the request")
+            if not port:
+                raise DeployConfigError("no port: set it under [tool.devtools] or in the request")
+        except (DeployConfigError, ProjectConfigError):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        release_id = new_release_id(source.get("commit") or source["artifact_sha256"])
+        staging.rename(env.releases / release_id)
+        info = ReleaseInfo(
+            release_id=release_id,
+            source=source,
+            run_command=run_command,
+            port=port,
+            health_path=payload.health_path or config.health_path,
+            health_timeout_seconds=payload.health_timeout_seconds or config.health_timeout_seconds,
+            created=_now(),
+        )
+        env.save_release_info(info)
+        return info
+
+    def _stop_running(self, env: EnvironmentDir, state: EnvironmentState) -> None:
+        if state.process is not None:
+            stop_app(state.process)
+            state.process = None
+            env.save(state)
+
+    def _start_and_check(self, env: EnvironmentDir, state: EnvironmentState, info: ReleaseInfo) -> str | None:
+        """Make `info` current and start it; None when healthy, else why not (the app is then stopped)."""
+        env.point_current_at(info.release_id)
+        state.current_release = info.release_id
+        release_dir = env.release_dir(info.release_id)
+        environment = clean_environment(release_dir, env_file.read(env.config_file))
+        try:
+            running = start_app(
+                info.run_command,
+                cwd=release_dir,
+                port=info.port,
+                env=environment,
+                log_path=release_dir / "app.log",
+                release_id=info.release_id,
+            )
+        except PortInUseError as exc:
+            state.process = None
+            env.save(state)
+            return str(exc)
+        state.process, state.stopped_by_request = running, False
+        env.save(state)  # the pid is on disk before we wait, so a crashed agent can still find the app
+        url = app_url(info.port, info.health_path)
+        _, reason = wait_until_healthy(url, info.health_timeout_seconds, lambda: is_alive(running))
+        if reason is not None:
+            stop_app(running)
+            state.process = None
+            env.save(state)
+        return reason
+
+    def _report(
+        self, env: EnvironmentDir, state: EnvironmentState, reason: str | None = None
+    ) -> HealthReport:
+        info = env.release_info(state.current_release) if state.current_release else None
+        running = state.process
+        alive = running is not None and is_alive(running)
+        url = app_url(info.port, info.health_path) if info else None
+        probe = probe_http(url) if url and alive else None
+        if info is None:
+            status, reason = "not_deployed", reason or "nothing is deployed"
+        elif not alive:
+            status = "down"
+            reason = reason or (
+                "stopped by request" if state.stopped_by_request else "the app's process is gone"
+            )
+        elif probe is not None and probe.ok:
+            status = "up"
+        else:
+            status = "degraded"
+            answer = f"HTTP {probe.status}" if probe and probe.status is not None else (probe and probe.error)
+            reason = reason or f"process alive but health check failed ({answer})"
+        log_path = env.release_dir(info.release_id) / "app.log" if info else None
+        return HealthReport(
+            environment=env.name,
+            status=status,
+            healthy=status == "up",
+            release_id=info.release_id if info else None,
+            url=url,
+            http_status=probe.status if probe else None,
+            http_error=probe.error if probe else None,
+            process_alive=alive,
+            pid=running.pid if running and alive else None,
+            port=info.port if info else None,
+            error_lines=recent_error_lines(log_path) if log_path else [],
+            reason=None if status == "up" else reason,
+            checked_at=_now(),
+        )
+
+    # -- request types -------------------------------------------------------------------------
+
+    def deploy(self, payload: DeployServicePayload) -> DeployResult:
+        started = time.monotonic()
+        env = EnvironmentDir(self.data_dir, payload.environment)
+        with env.locked():
+            state = env.load()
+            self._fence(env, state, payload.fencing_token)
+            env.releases.mkdir(parents=True, exist_ok=True)
+            info = self._create_release(env, payload)
+            previous = state.current_release
+            self._stop_running(env, state)
+            reason = self._start_and_check(env, state, info)
+            info.outcome = "healthy" if reason is None else "failed_health_check"
+            env.save_release_info(info)
+            if reason is None:
+                state.history.append(info.release_id)
+                status, message = "deployed", f"release {info.release_id} is live on port {info.port}"
+            elif previous is not None:
+                restored = self._start_and_check(env, state, env.release_info(previous))
+                ROLLBACKS.labels(target=self.name, trigger="automatic").inc()
+                status = "rolled_back"
+                message = f"release {info.release_id} failed its health check; restored {previous}" + (
+                    "" if restored is None else f", which is not healthy either: {restored}"
+                )
+            else:
+                env.point_current_at(None)
+                state.current_release = None
+                status, message = "failed", f"release {info.release_id} failed its health check"
+            env.save(state)
+            report = self._report(env, state)
+        elapsed = time.monotonic() - started
+        DEPLOYS.labels(target=self.name, status=status).inc()
+        DEPLOY_DURATION.labels(target=self.name).observe(elapsed)
+        log.info(
+            "deploy finished", extra={"environment": env.name, "release": info.release_id, "status": status}
+        )
+        return DeployResult(
+            environment=env.name,
+            status=status,
+            release_id=info.release_id,
+            active_release=state.current_release,
+            previous_release=previous,
+            message=message,
+            failure_reason=reason,
+            health=report,
+            duration_seconds=round(elapsed, 3),
+        )
+
+    def rollback(self, payload: RollbackPayload) -> RollbackResult:
+        env = self._existing(payload.environment)
+        with env.locked():
+            state = env.load()
+            self._fence(env, state, payload.fencing_token)
+            current = state.current_release
+            target_id = payload.release_id or self._previous_of(state)
+            target = env.release_info(target_id)
+            self._stop_running(env, state)
+            reason = self._start_and_check(env, state, target)
+            ROLLBACKS.labels(target=self.name, trigger="requested").inc()
+            if reason is None:
+                status, message = "rolled_back", f"release {target_id} is live again (was {current})"
+            else:
+                if current is not None and current != target_id:
+                    self._start_and_check(env, state, env.release_info(current))
+                status, message = "failed", f"release {target_id} did not come up ({reason}); kept {current}"
+            env.save(state)
+            report = self._report(env, state)
+        return RollbackResult(
+            environment=env.name,
+            status=status,
+            from_release=current,
+            to_release=target_id,
+            message=message,
+            health=report,
+        )
+
+    @staticmethod
+    def _previous_of(state: EnvironmentState) -> str:
+        history = state.history
+        if state.current_release in history:
+            history = history[: len(history) - 1 - history[::-1].index(state.current_release)]
+        earlier = [release for release in history if release != state.current_release]
+        if not earlier:
+            raise ReleaseNotFoundError("no previous release to roll back to")
+        return earlier[-1]
+
+    def health(self, payload: HealthCheckPayload) -> HealthReport:
+        env = self._existing(payload.environment)
+        return self._report(env, env.load())  # read-only: no lock, so a long deploy never blocks it
+
+    def update_config(self, payload: UpdateConfigPayload) -> UpdateConfigResult:
+        env = EnvironmentDir(self.data_dir, payload.environment)
+        with env.locked():
+            state = env.load()
+            self._fence(env, state, payload.fencing_token)
+            before = env_file.read(env.config_file)
+            if payload.revert:
+                after = env_file.revert(env.config_file)
+            else:
+                after = {k: v for k, v in {**before, **payload.values}.items() if k not in payload.unset}
+                env_file.write_keeping_previous(env.config_file, after)
+            changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+            running = state.process is not None and is_alive(state.process)
+            status, restarted, message = "applied", False, f"{len(changed)} variable(s) changed"
+            if payload.restart and running and state.current_release:
+                info = env.release_info(state.current_release)
+                self._stop_running(env, state)
+                reason = self._start_and_check(env, state, info)
+                restarted = True
+                if reason is not None:
+                    env_file.revert(env.config_file)
+                    self._start_and_check(env, state, info)
+                    status, message = (
+                        "reverted",
+                        f"the app failed its health check with the new values: {reason}",
+                    )
+            env.save(state)
+            report = self._report(env, state) if state.current_release else None
+        return UpdateConfigResult(
+            environment=env.name,
+            status=status,
+            keys_changed=changed,
+            restarted=restarted,
+            message=message,
+            health=report,
+        )
+
+    def stop(self, payload: StopServicePayload) -> StopResult:
+        env = self._existing(payload.environment)
+        with env.locked():
+            state = env.load()
+            self._fence(env, state, payload.fencing_token)
+            stopped = state.process is not None and stop_app(state.process)
+            state.process, state.stopped_by_request = None, True
+            env.save(state)
+        message = "stopped" if stopped else "nothing was running"
+        return StopResult(
+            environment=env.name, stopped=stopped, release_id=state.current_release, message=message
+        )
+
+    def restart(self, payload: RestartServicePayload) -> HealthReport:
+        env = self._existing(payload.environment)
+        with env.locked():
+            state = env.load()
+            self._fence(env, state, payload.fencing_token)
+            if state.current_release is None:
+                raise ReleaseNotFoundError(f"environment {env.name!r} has no current release to restart")
+            self._stop_running(env, state)
+            reason = self._start_and_check(env, state, env.release_info(state.current_release))
+            env.save(state)
+            return self._report(env, state, reason)

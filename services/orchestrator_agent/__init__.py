@@ -1,0 +1,1 @@
+"""The orchestrator's agent skills: decompose a task, route a request, aggregate results, report status."""

@@ -1,0 +1,1 @@
+"""The library every devtools service imports: settings, database, backends, migrations, bus, locks."""

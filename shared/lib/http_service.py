@@ -1,0 +1,222 @@
+"""The FastAPI pieces every devtools service shares.
+
+Errors always come back as JSON ``{"error": "...", ...}`` with a 4xx for anything
+the caller did wrong: malformed JSON is a 400, a body that does not match the
+schema is a 422 naming each field, an oversized body is a 413. ``/metrics``
+serves Prometheus text; ``/health`` is added per service from a check function.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 1_048_576  # 1 MiB: requests carry descriptions and payloads, not artifacts
+
+HTTP_REQUESTS = Counter(
+    "devtools_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "devtools_http_request_duration_seconds", "HTTP request handling time", ["service", "method", "route"]
+)
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class BodyTooLarge(Exception):
+    """Raised inside the ASGI receive wrapper when a streamed body passes the limit."""
+
+
+def error_body(message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": message, **extra}
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    # ("body", "payload", "count") -> "payload.count"; the "body"/"query" root says nothing useful.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_fields(errors: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in errors]
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = next(str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors)
+        return JSONResponse(error_body(f"malformed JSON body: {detail}"), status_code=400)
+    fields = validation_fields(errors)
+    names = ", ".join(f["field"] for f in fields)
+    return JSONResponse(error_body(f"invalid request: {names}", fields=fields), status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    body = detail if isinstance(detail, dict) else error_body(str(detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return JSONResponse(error_body("internal error"), status_code=500)
+
+
+class BodySizeLimit:
+    """Refuses bodies over the limit with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        received = 0
+        exceeded = False
+        replaced = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # The framework may turn the receive error into its own 400; answer 413 instead.
+            nonlocal replaced
+            if exceeded:
+                if not replaced:
+                    replaced = True
+                    await self._reject(send)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not replaced:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        response = JSONResponse(
+            error_body(f"request body too large (limit {self.max_bytes} bytes)"), status_code=413
+        )
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def create_service_app(
+    service: str,
+    *,
+    lifespan: Any = None,
+    health: HealthCheck | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    version: str = "0.1.0",
+) -> FastAPI:
+    """A FastAPI app with the shared error shape, body limit, request metrics, /metrics and /health."""
+    app = FastAPI(title=service, version=version, lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
+        HTTP_DURATION.labels(service, request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    # Added last so it wraps everything: an oversized body never reaches parsing.
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    if health is not None:
+
+        @app.get("/health")
+        async def health_endpoint() -> JSONResponse:
+            report = await health()
+            return JSONResponse(report, status_code=200 if report.get("status") == "healthy" else 503)
+
+    return app
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def require_bearer(request: Request) -> str:
+    token = bearer_token(request)
+    if token is None:
+        raise HTTPException(
+            401, "missing bearer token (Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"}
+        )
+    return token
+
+
+def tokens_equal(a: str | None, b: str | None) -> bool:
+    """Constant-time comparison; None never matches."""
+    if a is None or b is None:
+        return False
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class _Server:
+    """uvicorn's server with a hook run on the first SIGINT/SIGTERM, before it stops listening."""
+
+    @staticmethod
+    def build(app: FastAPI, host: str, port: int, on_exit_signal: Callable[[], None] | None) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                if on_exit_signal is not None and not self.should_exit:
+                    on_exit_signal()
+                super().handle_exit(sig, frame)
+                # A clean, drained shutdown exits 0 instead of re-raising the signal afterwards.
+                self._captured_signals.clear()
+
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=60
+        )
+        return Server(config)
+
+
+def serve(app: FastAPI, host: str, port: int, on_exit_signal: Callable[[], None] | None = None) -> None:
+    """Run the app with uvicorn in this process until SIGINT/SIGTERM (logging stays ours)."""
+    _Server.build(app, host, port, on_exit_signal).run()

@@ -1,0 +1,64 @@
+"""A test agent built with the runtime, run as a real process: `python -m support.tests.agents.echo_agent`.
+
+ECHO answers with its payload; FAIL raises; WAIT blocks until the test releases it through Redis
+(so a test can hold a request in flight, then SIGTERM or kill the process).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, Field
+
+from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
+from shared.lib.agent_service import run_agent
+
+agent = AgentDefinition(
+    agent_id="echo",
+    name="Echo test agent",
+    capabilities=[Capability("echo", "Repeats what it is sent"), Capability("wait", "Holds a request")],
+    capacity=2,
+    tags=["test"],
+)
+
+
+class EchoPayload(BaseModel):
+    text: str = Field(min_length=1)
+    repeat: int = Field(1, ge=1, le=10)
+
+
+class WaitPayload(BaseModel):
+    gate: str = Field(min_length=1)
+    max_wait_seconds: float = Field(60, gt=0)
+
+
+@agent.handler("ECHO", payload_model=EchoPayload)
+async def echo(payload: EchoPayload, ctx: RequestContext) -> dict[str, Any]:
+    return {"text": payload.text * payload.repeat, "via": ctx.via, "replica": ctx.services["replica_id"]}
+
+
+@agent.handler("FAIL")
+async def fail(payload: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    raise RuntimeError(f"asked to fail: {payload.get('reason', 'no reason')}")
+
+
+def _keys(ctx: RequestContext, gate: str) -> tuple[str, str]:
+    prefix = ctx.services["settings"].redis_prefix
+    return f"{prefix}:test:started:{gate}", f"{prefix}:test:release:{gate}"
+
+
+@agent.handler("WAIT", payload_model=WaitPayload)
+async def wait(payload: WaitPayload, ctx: RequestContext) -> dict[str, Any]:
+    started, release = _keys(ctx, payload.gate)
+    client = aioredis.Redis.from_url(ctx.services["settings"].redis_url, decode_responses=True)
+    try:
+        await client.rpush(started, ctx.services["replica_id"])
+        released = await client.blpop([release], timeout=payload.max_wait_seconds)
+    finally:
+        await client.aclose()
+    return {"released": released is not None, "replica": ctx.services["replica_id"], "via": ctx.via}
+
+
+if __name__ == "__main__":
+    run_agent(agent)

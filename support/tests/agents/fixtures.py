@@ -1,0 +1,47 @@
+"""Module-scoped fixtures: one registry process per test module, on its own DB, prefix and port."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.tests.agents.processes import ServiceProcess, running_registry
+from support.tests.infra import delete_keyspace
+
+
+@pytest.fixture(scope="module")
+def module_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    delete_keyspace(redis_url, prefix)
+
+
+@pytest.fixture(scope="module")
+def module_env(
+    database_url: str, redis_url: str, module_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVTOOLS_")}
+    env.update(
+        DEVTOOLS_DATABASE_URL=database_url,
+        DEVTOOLS_REDIS_URL=redis_url,
+        DEVTOOLS_REDIS_PREFIX=module_prefix,
+        DEVTOOLS_DATA_DIR=str(tmp_path_factory.mktemp("data")),
+        DEVTOOLS_LOG_FORMAT="json",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def registry(module_env: dict[str, str], log_dir: Path) -> Iterator[ServiceProcess]:
+    with running_registry(module_env, log_dir) as service:
+        yield service
