@@ -233,6 +233,11 @@ async def run_events(
                     continue
                 run = await rt.queue.get(run_id)
                 if run is None or run.status.finished or not follow:
+                    # The run may have finished (and written its last events) between the read
+                    # above and this status check: drain once more so `end` really comes last.
+                    for event in await rt.queue.events_after(run_id, last):
+                        last = event.id
+                        yield _sse(event.id, event.kind, event.model_dump(mode="json"))
                     status = run.status.value if run else "deleted"
                     yield _sse(None, "end", {"status": status})
                     return
