@@ -69,6 +69,8 @@ class Lease:
         self._lost = asyncio.Event()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
         self.cancelled_for_loss = False
 
     @property
@@ -96,44 +98,66 @@ class Lease:
         return not self.lost
 
     def start_renewal(self) -> None:
-        self._task = asyncio.create_task(self._renew_loop(), name=f"lease-renew:{self.resource_id}")
+        # A timer, not a task: most leases are released long before their first renewal is due, and a
+        # timer costs a fraction of a task's create-cancel-await round.
+        self._schedule(max(self.ttl / 3, 0.05))
+
+    def renew_soon(self) -> None:
+        """Verify the lease with the database now (e.g. after the server restarted), not at the next timer."""
+        if self._task is None and not self.lost and not self._stopped:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._schedule(0)
+
+    def _schedule(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay, self._start_renewal_task)
+
+    def _start_renewal_task(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._task = asyncio.create_task(self._renew_once(), name=f"lease-renew:{self.resource_id}")
 
     async def stop_renewal(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _renew_loop(self) -> None:
+    async def _renew_once(self) -> None:
         interval = max(self.ttl / 3, 0.05)
-        delay = interval
-        while True:
-            await asyncio.sleep(delay)  # the renewal timer (ttl/3), not a poll
-            sent = time.monotonic()
-            try:
-                result = await self._renew(self.resource_id, self.owner, self.fencing_token, self.ttl)
-            except (psycopg.Error, OSError) as exc:
-                LOCK_RENEWAL_FAILURES.labels(resource_kind(self.resource_id)).inc()
-                remaining = self._local_expiry - time.monotonic()
-                log.warning(
-                    "lease renewal failed",
-                    extra={"resource_id": self.resource_id, "error": str(exc), "remaining_s": remaining},
-                )
-                if remaining <= 0:
-                    await self._mark_lost(f"renewal failed until the lease expired: {exc}")
-                    return
-                delay = min(interval / 2, remaining / 2, 1.0)
-                continue
-            if not result.renewed:
-                LOCK_RENEWAL_FAILURES.labels(resource_kind(self.resource_id)).inc()
-                await self._mark_lost(result.message)
+        sent = time.monotonic()
+        try:
+            result = await self._renew(self.resource_id, self.owner, self.fencing_token, self.ttl)
+        except (psycopg.Error, OSError) as exc:
+            LOCK_RENEWAL_FAILURES.labels(resource_kind(self.resource_id)).inc()
+            remaining = self._local_expiry - time.monotonic()
+            log.warning(
+                "lease renewal failed",
+                extra={"resource_id": self.resource_id, "error": str(exc), "remaining_s": remaining},
+            )
+            self._task = None
+            if remaining <= 0:
+                await self._mark_lost(f"renewal failed until the lease expired: {exc}")
                 return
-            self.expires_at = result.expires_at or self.expires_at
-            self._local_expiry = sent + self.ttl
-            delay = interval
-            async with self._changed:
-                self.renewals += 1
-                self._changed.notify_all()
+            self._schedule(min(interval / 2, remaining / 2, 1.0))
+            return
+        self._task = None
+        if not result.renewed:
+            LOCK_RENEWAL_FAILURES.labels(resource_kind(self.resource_id)).inc()
+            await self._mark_lost(result.message)
+            return
+        self.expires_at = result.expires_at or self.expires_at
+        self._local_expiry = sent + self.ttl
+        async with self._changed:
+            self.renewals += 1
+            self._changed.notify_all()
+        if not self._stopped:
+            self._schedule(interval)
 
     async def _mark_lost(self, reason: str) -> None:
         self.lost_reason = reason

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 
 import psycopg
 
@@ -34,6 +35,7 @@ class LockEventListener:
         self._closed = False
         self.pid: int | None = None
         self.generation = 0  # bumped on every (re)connect: queue entries of older generations are stale
+        self.on_reconnect: Callable[[], None] | None = None  # called after each reconnect
 
     async def start(self) -> None:
         await self._connect()
@@ -79,6 +81,8 @@ class LockEventListener:
                 await self._conn.close()
             await self._reconnect()
             self.wake_all()  # notifications may have been missed: every waiter re-checks
+            if self.on_reconnect is not None:
+                self.on_reconnect()
 
     async def _reconnect(self) -> None:
         attempt = 0
