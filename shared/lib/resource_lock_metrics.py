@@ -37,7 +37,9 @@ LOCK_WAIT_SECONDS = Histogram(
 LOCK_HOLD_SECONDS = Histogram(
     "devtools_lock_hold_seconds", "Time a lease was held.", ["resource_kind"], buckets=_HOLD_BUCKETS
 )
-LOCK_ACTIVE = Gauge("devtools_lock_active", "Leases currently held by this process.", ["resource_kind"])
+LOCK_ACTIVE = Gauge(
+    "devtools_lock_active_leases", "Leases currently held by this process.", ["resource_kind"]
+)
 
 
 def resource_kind(resource_id: str) -> str:

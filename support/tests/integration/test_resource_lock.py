@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.lib.resource_lock import (
     LeaseLostError,
@@ -317,3 +318,28 @@ async def test_cleanup_expires_leases_and_records_timeouts(
     assert not (await locks.status("env:cleanup")).locked
     assert await locks.cleanup_expired() >= 1
     assert (await locks.status("env:cleanup")).last_token == dead.fencing_token
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_metrics_count_acquisitions_contention_timeouts_and_active_leases(
+    locks: ResourceLockManager, other_locks: ResourceLockManager
+) -> None:
+    kind = {"resource_kind": "metrics"}
+    before = {
+        "acquired": _sample("devtools_lock_acquisitions_total", **kind, mode="exclusive"),
+        "contended": _sample("devtools_lock_contentions_total", **kind),
+        "timeouts": _sample("devtools_lock_timeouts_total", **kind),
+        "holds": _sample("devtools_lock_hold_seconds_count", **kind),
+    }
+    async with locks.acquire("metrics:a", owner="m1", ttl=30):
+        assert _sample("devtools_lock_active_leases", **kind) >= 1
+        with pytest.raises(ResourceLockError):
+            async with other_locks.acquire("metrics:a", owner="m2", ttl=30, wait_timeout=0.2):
+                pass
+    assert _sample("devtools_lock_acquisitions_total", **kind, mode="exclusive") == before["acquired"] + 1
+    assert _sample("devtools_lock_contentions_total", **kind) == before["contended"] + 1
+    assert _sample("devtools_lock_timeouts_total", **kind) == before["timeouts"] + 1
+    assert _sample("devtools_lock_hold_seconds_count", **kind) == before["holds"] + 1
