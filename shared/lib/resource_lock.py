@@ -12,6 +12,8 @@ resource_lock_lease.py, the NOTIFY listener in resource_lock_listener.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,32 +97,74 @@ class ResourceLockManager:
         # the server may have restarted and lost a recent (asynchronously committed) acquisition.
         self._held: set[Lease] = set()
         listener.on_reconnect = self._verify_held_leases
+        self._maintenance: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
-        cls, database_url: str, *, min_size: int = 1, max_size: int = 4, name: str = "devtools-locks"
+        cls,
+        database_url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        name: str = "devtools-locks",
+        maintenance_interval: float | None = 60.0,
     ) -> ResourceLockManager:
+        """`maintenance_interval`: seconds between `cleanup_expired_locks()` calls (None: never)."""
         pool = await open_pool(database_url, min_size=min_size, max_size=max_size, name=name)
         try:
-            return await cls._start(pool, database_url, owns_pool=True, name=name)
+            return await cls._start(
+                pool, database_url, owns_pool=True, name=name, maintenance_interval=maintenance_interval
+            )
         except BaseException:
             await pool.close()
             raise
 
     @classmethod
     async def from_pool(
-        cls, pool: AsyncConnectionPool, *, name: str = "devtools-locks"
+        cls,
+        pool: AsyncConnectionPool,
+        *,
+        name: str = "devtools-locks",
+        maintenance_interval: float | None = 60.0,
     ) -> ResourceLockManager:
         """Share an existing autocommit pool (shared.db.open_pool); the caller keeps closing it."""
-        return await cls._start(pool, pool.conninfo, owns_pool=False, name=name)
+        return await cls._start(
+            pool, pool.conninfo, owns_pool=False, name=name, maintenance_interval=maintenance_interval
+        )
 
     @classmethod
     async def _start(
-        cls, pool: AsyncConnectionPool, conninfo: str, *, owns_pool: bool, name: str
+        cls,
+        pool: AsyncConnectionPool,
+        conninfo: str,
+        *,
+        owns_pool: bool,
+        name: str,
+        maintenance_interval: float | None,
     ) -> ResourceLockManager:
+        if maintenance_interval is not None and maintenance_interval <= 0:
+            raise LockArgumentError("maintenance_interval", "invalid maintenance_interval: must be positive")
         listener = LockEventListener(conninfo, name=f"{name}-listener")
         await listener.start()
-        return cls(pool, listener, owns_pool=owns_pool)
+        manager = cls(pool, listener, owns_pool=owns_pool)
+        if maintenance_interval is not None:
+            manager._maintenance = asyncio.create_task(
+                manager._maintain(maintenance_interval), name=f"{name}-maintenance"
+            )
+        return manager
+
+    async def _maintain(self, interval: float) -> None:
+        # Housekeeping on a fixed schedule: acquisitions take over expired leases by themselves, but only
+        # this records their timeouts promptly and drops queue entries of waiters that died.
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                expired = await self.cleanup_expired()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("lock maintenance failed", extra={"error": str(exc)})
+                continue
+            if expired:
+                log.info("expired leases cleaned up", extra={"expired": expired})
 
     def _verify_held_leases(self) -> None:
         for lease in list(self._held):
@@ -131,6 +175,10 @@ class ResourceLockManager:
         return self._pool
 
     async def close(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         await self._listener.close()
         if self._owns_pool:
             await self._pool.close()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from shared.lib.resource_lock import LeaseLostError, ResourceLockManager
+from shared.lib.resource_lock import LeaseLostError, LockArgumentError, ResourceLockManager
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +78,33 @@ async def test_a_lease_lost_with_the_server_is_noticed_when_the_listener_reconne
             await asyncio.wait_for(lease.wait_lost(), timeout=60)  # hang guard only; 200 s without the fix
             await asyncio.Event().wait()  # the loss cancels the body
     assert lease.lost and "no longer holds" in (lease.lost_reason or "")
+
+
+async def test_maintenance_records_timeouts_of_dead_holders_without_any_acquire(database_url: str) -> None:
+    async with await ResourceLockManager.connect(
+        database_url, max_size=2, name="test-locks-maint", maintenance_interval=0.05
+    ) as manager:
+        dead = await manager.try_acquire("env:maint", "dead", ttl=300)
+        assert dead.acquired
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            await conn.execute(  # its holder died long ago: the lease ran out on the server's clock
+                "UPDATE resource_locks SET expires_at = clock_timestamp() - interval '1 second' "
+                "WHERE resource_id = 'env:maint'"
+            )
+            async with asyncio.timeout(30):
+                while True:  # the scheduled cleanup is external to this task: watch its effect
+                    cur = await conn.execute(
+                        "SELECT count(*) FROM lock_history "
+                        "WHERE resource_id = 'env:maint' AND action = 'timeout'"
+                    )
+                    row = await cur.fetchone()
+                    if row is not None and row[0] == 1:
+                        break
+                    await asyncio.sleep(0.05)
+            cur = await conn.execute("SELECT count(*) FROM resource_locks WHERE resource_id = 'env:maint'")
+            assert (await cur.fetchone()) == (0,)
+
+
+async def test_maintenance_interval_must_be_positive(database_url: str) -> None:
+    with pytest.raises(LockArgumentError, match="maintenance_interval"):
+        await ResourceLockManager.connect(database_url, max_size=1, maintenance_interval=0)
