@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.table import Table
@@ -67,10 +69,34 @@ class RunningService:
     registered: bool = False
     status: str = "starting"
     detail: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def ready(self) -> bool:
         return self.healthy and (self.spec.agent_id is None or self.registered)
+
+
+# Allowance for the registry's database clock running behind ours (fallback check only).
+CLOCK_SKEW = timedelta(seconds=5)
+
+
+def registered_by(record: dict[str, Any], svc: RunningService) -> bool:
+    """Whether a registry record shows `svc` itself registered, not a leftover of an earlier run.
+
+    An unclean stop leaves the old record behind: `offline` once swept, still live until then.
+    The agent runtime records its pid in the metadata; without one, the record must be newer
+    than the process.
+    """
+    if record.get("status", "offline") == "offline":
+        return False
+    pid = (record.get("metadata") or {}).get("pid")
+    if pid is not None:
+        return bool(pid == svc.process.pid)
+    try:
+        registered_at = datetime.fromisoformat(str(record["registered_at"]))
+    except (KeyError, ValueError):
+        return False
+    return registered_at >= svc.started_at - CLOCK_SKEW
 
 
 @dataclass
@@ -130,8 +156,8 @@ class Supervisor:
                 if svc.spec.agent_id is not None:
                     try:
                         record = client.get(f"{registry_url}/agents/{svc.spec.agent_id}")
-                        svc.registered = record.status_code == 200
-                    except httpx.HTTPError:
+                        svc.registered = record.status_code == 200 and registered_by(record.json(), svc)
+                    except (httpx.HTTPError, ValueError):
                         svc.registered = False
 
     def wait_ready(self, timeout: float) -> bool:

@@ -7,10 +7,10 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
-from prometheus_client import Counter
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from prometheus_client import Counter, Gauge
 
 from services.agent_registry.events import REGISTRY_AGENT_ID, RegistryEvents
 from services.agent_registry.models import (
@@ -31,14 +31,24 @@ from services.agent_registry.store import (
 from services.agent_registry.sweeper import Sweeper
 from shared.config import Settings
 from shared.db import open_pool
-from shared.lib.http_service import bearer_token, create_service_app, require_bearer, tokens_equal
+from shared.lib.http_service import (
+    StorableStr,
+    bearer_token,
+    create_service_app,
+    require_bearer,
+    tokens_equal,
+)
 
 log = logging.getLogger(__name__)
 
 REGISTRATIONS = Counter("devtools_registry_registrations_total", "Agent registrations", ["outcome"])
 HEARTBEATS = Counter("devtools_registry_heartbeats_total", "Agent heartbeats", ["outcome"])
 DEREGISTRATIONS = Counter("devtools_registry_deregistrations_total", "Agents deregistered")
+# Read from the database at each scrape: every registry replica reports the same totals.
+AGENTS = Gauge("devtools_registry_agents", "Registered agents by status", ["status"])
 AGENT_TOKEN_HEADER = "x-agent-token"
+# Ids that cannot be stored cannot exist either: a 422 naming agent_id, before any SQL runs.
+AgentIdPath = Annotated[StorableStr, Path(max_length=200)]
 
 
 class RegistryState:
@@ -131,8 +141,17 @@ def create_app(settings: Settings, reg: RegistrySettings | None = None) -> FastA
             "agents": counts,
         }
 
+    async def refresh_agent_gauge() -> None:
+        counts = await state.require_store().counts()
+        for status in get_args(AgentStatus):
+            AGENTS.labels(status).set(counts.get(status, 0))
+
     app = create_service_app(
-        "agent-registry", lifespan=lifespan, health=health, max_body_bytes=reg.max_body_bytes
+        "agent-registry",
+        lifespan=lifespan,
+        health=health,
+        max_body_bytes=reg.max_body_bytes,
+        on_metrics=refresh_agent_gauge,
     )
     app.state.registry = state
     _routes(app, state)
@@ -169,6 +188,12 @@ def _wanted(capabilities: str) -> list[str]:
     return names
 
 
+# Comma-separated capability names, checked as storable text (a 422 rather than a driver error).
+CapabilitiesQuery = Annotated[
+    StorableStr, Query(max_length=4000, description="comma-separated capability names")
+]
+
+
 def _routes(app: FastAPI, state: RegistryState) -> None:
     @app.post("/register", response_model=RegisterResponse, status_code=201)
     async def register(body: RegisterRequest, request: Request, response: Response) -> RegisterResponse:
@@ -201,7 +226,7 @@ def _routes(app: FastAPI, state: RegistryState) -> None:
         return RegisterResponse(agent=AgentView.from_row(reg.row), token=agent_token, created=reg.created)
 
     @app.post("/agents/{agent_id}/heartbeat", response_model=HeartbeatResponse)
-    async def heartbeat(agent_id: str, body: HeartbeatRequest, request: Request) -> HeartbeatResponse:
+    async def heartbeat(agent_id: AgentIdPath, body: HeartbeatRequest, request: Request) -> HeartbeatResponse:
         state.writes_allowed()
         await _authorize_agent(request, state, agent_id)
         outcome = await state.require_store().heartbeat(agent_id, body)
@@ -219,7 +244,7 @@ def _routes(app: FastAPI, state: RegistryState) -> None:
         )
 
     @app.delete("/agents/{agent_id}")
-    async def deregister(agent_id: str, request: Request) -> dict[str, Any]:
+    async def deregister(agent_id: AgentIdPath, request: Request) -> dict[str, Any]:
         state.writes_allowed()
         await _authorize_agent(request, state, agent_id)
         row = await state.require_store().deregister(agent_id)
@@ -232,8 +257,8 @@ def _routes(app: FastAPI, state: RegistryState) -> None:
     @app.get("/agents", response_model=list[AgentView])
     async def list_agents(
         status: AgentStatus | None = None,
-        capability: str | None = Query(None, max_length=128),
-        tag: str | None = Query(None, max_length=100),
+        capability: Annotated[StorableStr | None, Query(max_length=128)] = None,
+        tag: Annotated[StorableStr | None, Query(max_length=100)] = None,
         limit: int = Query(200, ge=1, le=1000),
     ) -> list[AgentView]:
         rows = await state.require_store().list(status, capability, tag, limit)
@@ -246,16 +271,14 @@ def _routes(app: FastAPI, state: RegistryState) -> None:
 
     @app.get("/agents/search", response_model=list[AgentView])
     async def search(
-        capabilities: str = Query(..., max_length=4000, description="comma-separated capability names"),
+        capabilities: CapabilitiesQuery,
         match: Literal["all", "any"] = "all",
         limit: int = Query(20, ge=1, le=1000),
     ) -> list[AgentView]:
         return [AgentView.from_row(r) for r in await _search(capabilities, match, limit)]
 
     @app.get("/agents/best-fit", response_model=AgentView)
-    async def best_fit(
-        capabilities: str = Query(..., max_length=4000), match: Literal["all", "any"] = "all"
-    ) -> AgentView:
+    async def best_fit(capabilities: CapabilitiesQuery, match: Literal["all", "any"] = "all") -> AgentView:
         rows = await _search(capabilities, match, state.reg.search_limit)
         # Ranked by the database; prefer the best one that still has headroom.
         with_room = [r for r in rows if r["active_requests"] < r["capacity"] and r["status"] == "idle"]
@@ -265,14 +288,14 @@ def _routes(app: FastAPI, state: RegistryState) -> None:
         return AgentView.from_row(chosen)
 
     @app.get("/agents/{agent_id}", response_model=AgentView)
-    async def get_agent(agent_id: str) -> AgentView:
+    async def get_agent(agent_id: AgentIdPath) -> AgentView:
         row = await state.require_store().get(agent_id)
         if row is None:
             raise HTTPException(404, f"unknown agent {agent_id!r}")
         return AgentView.from_row(row)
 
     @app.get("/health/{agent_id}")
-    async def agent_health(agent_id: str) -> dict[str, Any]:
+    async def agent_health(agent_id: AgentIdPath) -> dict[str, Any]:
         row = await state.require_store().get(agent_id)
         if row is None:
             raise HTTPException(404, f"unknown agent {agent_id!r}")

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.lib.http_service import BIGINT_MAX, StorableStr, storable_json
+
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 AgentStatus = Literal["idle", "busy", "draining", "offline"]
@@ -17,19 +19,19 @@ class CapabilityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
-    description: str = Field("", max_length=2000)
-    version: str = Field("1.0", max_length=64)
+    description: StorableStr = Field("", max_length=2000)
+    version: StorableStr = Field("1.0", max_length=64)
 
 
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent_id: str = Field(pattern=AGENT_ID_PATTERN)
-    agent_name: str = Field(min_length=1, max_length=200)
-    base_url: str = Field(min_length=8, max_length=2000)
+    agent_name: StorableStr = Field(min_length=1, max_length=200)
+    base_url: StorableStr = Field(min_length=8, max_length=2000)
     capabilities: list[CapabilityIn | str] = Field(default_factory=list, max_length=200)
     capacity: int = Field(1, ge=1, le=10_000)
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    tags: list[StorableStr] = Field(default_factory=list, max_length=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
     heartbeat_interval_seconds: float = Field(10.0, gt=0, le=3600)
 
@@ -57,6 +59,11 @@ class RegisterRequest(BaseModel):
                 raise ValueError("each tag must be 1-100 characters")
         return sorted(set(value))
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return storable_json(value)
+
     def capability_models(self) -> list[CapabilityIn]:
         return [c if isinstance(c, CapabilityIn) else CapabilityIn(name=c) for c in self.capabilities]
 
@@ -67,7 +74,8 @@ class HeartbeatRequest(BaseModel):
     # Omitted status = "still alive, nothing changed": it never clears busy/draining.
     status: ReportedStatus | None = None
     active_requests: int | None = Field(None, ge=0, le=1_000_000)
-    seq: int | None = Field(None, ge=0)
+    # Stored as a PostgreSQL bigint.
+    seq: int | None = Field(None, ge=0, le=BIGINT_MAX)
 
 
 class AgentView(BaseModel):

@@ -80,6 +80,47 @@ class HandlerSpec:
     payload_model: type[BaseModel] | None
 
 
+class SharedCapacity:
+    """The agent's capacity, shared by the HTTP and the bus paths: in-flight work never exceeds it.
+
+    HTTP callers get a slot at once or a 503 (they can retry elsewhere); bus requests wait for one,
+    in arrival order, since their entry stays leased to this replica until answered.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity: must be at least 1")
+        self.capacity = capacity
+        self._slots = asyncio.Semaphore(capacity)
+        self.in_use = 0
+        self.waiting = 0
+
+    @property
+    def full(self) -> bool:
+        return self.in_use >= self.capacity
+
+    async def try_acquire(self) -> bool:
+        """Take a slot now if one is free and no bus request is already waiting for it."""
+        if self._slots.locked():
+            return False
+        # Not locked: acquire() takes the slot without suspending, so nothing slips in between.
+        await self._slots.acquire()
+        self.in_use += 1
+        return True
+
+    async def acquire(self) -> None:
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_use += 1
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._slots.release()
+
+
 class RequestRejected(Exception):
     """The request cannot be handled here (unknown type, wrong target, bad payload)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from shared.lib.agent_runtime import (
     AgentDefinition,
     RequestContext,
     RequestRejected,
+    SharedCapacity,
     Via,
     check_request,
     execute,
@@ -66,7 +68,8 @@ class AgentService:
             raise SettingsError("DEVTOOLS_AGENT_PORT: needed when the agent has no port_setting")
         self.base_url = rt.public_url or f"http://{settings.host}:{self.port}"
         self.services: dict[str, Any] = {"settings": settings, "replica_id": self.registry_id}
-        self.http_active = 0
+        # One count for both paths: the bus consumer alone does not see HTTP requests.
+        self.slots = SharedCapacity(agent.capacity)
         self.draining = False
         self.registered = False
         self._last_status: str | None = "idle"
@@ -82,13 +85,14 @@ class AgentService:
 
     @property
     def active(self) -> int:
-        return self.http_active + (self.consumer.active if self.consumer is not None else 0)
+        """Requests executing now, over HTTP and the bus together (never above capacity)."""
+        return self.slots.in_use
 
     def status(self) -> tuple[str | None, int]:
         """What heartbeats report: draining, busy while every slot is taken, idle otherwise."""
         if self.draining:
             return "draining", self.active
-        return ("busy" if self.active >= self.agent.capacity else "idle"), self.active
+        return ("busy" if self.slots.full else "idle"), self.active
 
     def _status_changed(self, _full: bool | None = None) -> None:
         ACTIVE_REQUESTS.labels(self.agent.agent_id).set(self.active)
@@ -140,6 +144,8 @@ class AgentService:
                 "service": self.agent.agent_id,
                 "replica": self.registry_id,
                 "request_types": self.agent.supported_types,
+                # Tells this process's record from one left by an earlier run (devtools up checks it).
+                "pid": os.getpid(),
             },
             heartbeat_interval_seconds=self.rt.heartbeat_interval_seconds,
         )
@@ -204,19 +210,18 @@ class AgentService:
             payload = parse_payload(spec, request)
         except RequestRejected as rejected:
             return rejection_response(request, self.agent.agent_id, rejected, "bus")
+        # The consumer bounds bus work only; wait here while HTTP requests hold the remaining slots.
+        await self.slots.acquire()
         self._status_changed()
         try:
             return await execute(self.agent, spec, payload, self._context(request, "bus"))
         finally:
+            self.slots.release()
             self._status_changed()
 
     async def _handle_http_request(self, request: AgentRequestEvent) -> AgentResponseEvent:
         if self.draining:
             raise HTTPException(503, f"agent {self.registry_id} is draining", {"Retry-After": "1"})
-        if self.active >= self.agent.capacity:
-            raise HTTPException(
-                503, f"agent {self.registry_id} is at capacity ({self.agent.capacity})", {"Retry-After": "1"}
-            )
         try:
             spec = check_request(self.agent, request, self.agent.agent_id)
             payload = parse_payload(spec, request)
@@ -229,12 +234,15 @@ class AgentService:
                     "supported_request_types": self.agent.supported_types,
                 },
             ) from None
-        self.http_active += 1
+        if not await self.slots.try_acquire():
+            raise HTTPException(
+                503, f"agent {self.registry_id} is at capacity ({self.agent.capacity})", {"Retry-After": "1"}
+            )
         self._status_changed()
         try:
             response = await execute(self.agent, spec, payload, self._context(request, "http"))
         finally:
-            self.http_active -= 1
+            self.slots.release()
             self._status_changed()
         if request.reply_to and self.bus is not None:
             # A caller that asked over HTTP but named a bus inbox gets the answer there too.
@@ -253,6 +261,8 @@ class AgentService:
             "replica_id": self.registry_id,
             "state": status,
             "active_requests": active,
+            # Bus requests received and waiting for a slot held by HTTP requests.
+            "queued_requests": self.slots.waiting,
             "capacity": self.agent.capacity,
             "registered": self.registered,
             "request_types": self.agent.supported_types,

@@ -4,26 +4,42 @@ Errors always come back as JSON ``{"error": "...", ...}`` with a 4xx for anythin
 the caller did wrong: malformed JSON is a 400, a body that does not match the
 schema is a 422 naming each field, an oversized body is a 413. ``/metrics``
 serves Prometheus text; ``/health`` is added per service from a check function.
+
+Values PostgreSQL cannot store (NUL characters, lone surrogates, NaN in JSON, numbers out of a
+column's range) are refused by the request models (``StorableStr``, ``storable_json``); should one
+slip through, the database's data error still becomes a 422, never a 500.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1_048_576  # 1 MiB: requests carry descriptions and payloads, not artifacts
+BIGINT_MAX = 2**63 - 1  # PostgreSQL bigint
+# Deeper JSON is refused before it reaches recursive encoders (json.dumps, jsonb input).
+MAX_JSON_DEPTH = 32
+# Errors caused by the values a caller sent, raised by the database or the driver's encoder.
+DATA_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.DataError,
+    psycopg.errors.CheckViolation,
+    UnicodeEncodeError,
+)
 
 HTTP_REQUESTS = Counter(
     "devtools_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
@@ -43,16 +59,68 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, **extra}
 
 
+def _printable(text: str) -> str:
+    # Echoed input may hold lone surrogates, which cannot be encoded into the UTF-8 response.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _field_name(loc: Sequence[Any]) -> str:
     # ("body", "payload", "count") -> "payload.count"; the "body"/"query" root says nothing useful.
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    return _printable(".".join(parts)) or "body"
 
 
 def validation_fields(errors: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in errors]
+    return [
+        {"field": _field_name(e.get("loc", ())), "message": _printable(str(e.get("msg", "invalid")))}
+        for e in errors
+    ]
+
+
+def storable_text(value: str) -> str:
+    """The text unchanged, or ValueError when PostgreSQL cannot store it (text, text[] or jsonb)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (it contains a lone surrogate)") from None
+    return value
+
+
+# A str field whose value goes to the database: a 422 naming the field instead of a driver error.
+StorableStr = Annotated[str, AfterValidator(storable_text)]
+
+
+def storable_json[T](value: T, max_depth: int = MAX_JSON_DEPTH) -> T:
+    """The value unchanged, or ValueError saying where it cannot be stored as jsonb.
+
+    Walked iteratively so that deep nesting is reported, not a RecursionError.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > max_depth:
+            raise ValueError(f"nested deeper than {max_depth} levels")
+        try:
+            if isinstance(item, str):
+                storable_text(item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("NaN and Infinity are not valid JSON numbers")
+        except ValueError as exc:
+            raise ValueError(f"at {where or 'top level'}: {exc}") from None
+        if isinstance(item, dict):
+            for key, child in item.items():
+                try:
+                    storable_text(str(key))
+                except ValueError as exc:
+                    raise ValueError(f"key {key!r} at {where or 'top level'}: {exc}") from None
+                stack.append((child, f"{where}[{key!r}]", depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+    return value
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -71,6 +139,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail
     body = detail if isinstance(detail, dict) else error_body(str(detail))
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # The request models should have refused this value: log it so the gap gets closed.
+    first_line = _printable((str(exc).splitlines() or [type(exc).__name__])[0])
+    log.warning("data error from a request value", extra={"path": request.url.path, "error": first_line})
+    return JSONResponse(error_body(f"invalid value: {first_line}", kind=type(exc).__name__), status_code=422)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -138,11 +213,17 @@ def create_service_app(
     health: HealthCheck | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     version: str = "0.1.0",
+    on_metrics: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the shared error shape, body limit, request metrics, /metrics and /health."""
+    """A FastAPI app with the shared error shape, body limit, request metrics, /metrics and /health.
+
+    on_metrics runs before each /metrics scrape, to refresh gauges read from elsewhere (a database).
+    """
     app = FastAPI(title=service, version=version, lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for data_error in DATA_ERRORS:
+        app.add_exception_handler(data_error, _data_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
     @app.middleware("http")
@@ -159,6 +240,11 @@ def create_service_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        if on_metrics is not None:
+            try:
+                await on_metrics()
+            except Exception as exc:  # a scrape still serves the process's own metrics
+                log.warning("metrics refresh failed", extra={"service": service, "error": str(exc)})
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     if health is not None:

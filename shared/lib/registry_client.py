@@ -193,6 +193,10 @@ class RegistryClient:
         self._cache[key] = (now, value)
         return value
 
+    def invalidate_cache(self) -> None:
+        """Forget cached search and best-fit answers (e.g. after the chosen agent turned out gone)."""
+        self._cache.clear()
+
     async def search(
         self, capabilities: list[str], match: str = "all", limit: int = 20
     ) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from shared.lib.agent_events import AgentRequestEvent, ResponseStatus
 from shared.lib.event_bus import EventBus
@@ -147,3 +148,67 @@ def test_agent_metrics(echo: ServiceProcess) -> None:
         'devtools_agent_requests_total{agent="echo",request_type="ECHO",status="success",via="http"}'
         in metrics
     )
+
+
+async def test_http_and_bus_share_the_capacity(
+    echo: ServiceProcess, registry: ServiceProcess, redis_url: str, module_prefix: str
+) -> None:
+    http_gate, bus_gate = uuid.uuid4().hex, uuid.uuid4().hex
+    started = f"{module_prefix}:test:started:{{}}"
+    release = f"{module_prefix}:test:release:{{}}"
+    watcher = aioredis.Redis.from_url(redis_url, decode_responses=True)
+
+    def health() -> dict:  # type: ignore[type-arg]
+        return httpx.get(f"{echo.url}/health", timeout=5).json()
+
+    async with EventBus(redis_url, module_prefix, agent_id="tests") as bus, httpx.AsyncClient() as client:
+        # Both slots taken over HTTP.
+        held_http = [
+            asyncio.create_task(
+                client.post(
+                    f"{echo.url}/agent-request", json=request("WAIT", {"gate": http_gate}), timeout=60
+                )
+            )
+            for _ in range(2)
+        ]
+        for _ in range(2):
+            assert await watcher.blpop([started.format(http_gate)], timeout=30) is not None
+        # A bus request arrives: received, but not started while HTTP holds every slot.
+        held_bus = asyncio.create_task(
+            bus.request_agent(AgentRequestEvent(**request("WAIT", {"gate": bus_gate})), timeout=60)
+        )
+        waiting = await asyncio.to_thread(
+            wait_until, lambda: (h := health())["queued_requests"] == 1 and h, what="bus request queued"
+        )
+        assert waiting["active_requests"] == 2 and waiting["state"] == "busy"
+        assert await watcher.llen(started.format(bus_gate)) == 0
+        await asyncio.to_thread(
+            wait_until,
+            lambda: registry_record(registry, "echo")["status"] == "busy",
+            what="registry shows busy",
+        )
+        full = await client.post(f"{echo.url}/agent-request", json=request("ECHO", {"text": "x"}))
+        assert full.status_code == 503 and "capacity" in full.json()["error"]
+
+        # One HTTP request finishes: its slot goes to the waiting bus request, not to a new caller.
+        await watcher.rpush(release.format(http_gate), "go")
+        assert await watcher.blpop([started.format(bus_gate)], timeout=30) is not None
+        done, _pending = await asyncio.wait(held_http, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1 and next(iter(done)).result().json()["result"]["released"] is True
+        now = health()
+        assert now["active_requests"] == 2 and now["queued_requests"] == 0
+        full = await client.post(f"{echo.url}/agent-request", json=request("ECHO", {"text": "x"}))
+        assert full.status_code == 503
+
+        await watcher.rpush(release.format(http_gate), "go")
+        await watcher.rpush(release.format(bus_gate), "go")
+        responses = await asyncio.gather(*held_http)
+        assert all(r.status_code == 200 and r.json()["result"]["released"] for r in responses)
+        from_bus = await held_bus
+        assert from_bus.status == ResponseStatus.SUCCESS and from_bus.result["via"] == "bus"
+        assert from_bus.result["released"] is True
+    await watcher.aclose()
+    idle = await asyncio.to_thread(
+        wait_until, lambda: (h := health())["active_requests"] == 0 and h, what="agent idle again"
+    )
+    assert idle["state"] == "idle" and idle["queued_requests"] == 0

@@ -105,6 +105,71 @@ def registry_cases(agent_id: str, token: str) -> list[tuple[str, str, dict[str, 
         ("GET", "/agents/search", {"params": {"capabilities": " , ,"}}, 422, "capabilities"),
         ("GET", "/agents/search", {"params": {"capabilities": "x", "match": "some"}}, 422, "match"),
         ("GET", "/agents/best-fit", {"params": {"capabilities": "x", "match": "some"}}, 422, "match"),
+        *unstorable_cases(agent_id, token),
+    ]
+
+
+def _raw(document: bytes) -> dict[str, Any]:
+    return {"content": document, "headers": {**AUTH, **JSON}}
+
+
+def unstorable_cases(agent_id: str, token: str) -> list[tuple[str, str, dict[str, Any], int, str]]:
+    """Values PostgreSQL cannot store (a bigint overflow, NUL, lone surrogates, NaN): 422, not 500."""
+    own = {"Authorization": f"Bearer {token}"}
+    ok = {"agent_id": "fine-id", "agent_name": "n", "base_url": "http://127.0.0.1:1"}
+    beat = f"/agents/{agent_id}/heartbeat"
+    nul = "a\u0000b"
+    prefix = b'{"agent_id": "fine-id", "agent_name": "n", "base_url": "http://127.0.0.1:1", '
+    return [
+        ("POST", beat, {"json": {"seq": 2**63}, "headers": own}, 422, "seq"),
+        ("POST", beat, {"json": {"seq": 10**30}, "headers": own}, 422, "seq"),
+        ("POST", beat, {"json": {"active_requests": 2**63}, "headers": own}, 422, "active_requests"),
+        ("POST", "/register", {"json": {**ok, "capacity": 2**31}, "headers": AUTH}, 422, "capacity"),
+        ("POST", "/register", {"json": {**ok, "agent_name": nul}, "headers": AUTH}, 422, "agent_name"),
+        (
+            "POST",
+            "/register",
+            {"json": {**ok, "base_url": f"http://{nul}"}, "headers": AUTH},
+            422,
+            "base_url",
+        ),
+        ("POST", "/register", {"json": {**ok, "tags": ["ok", nul]}, "headers": AUTH}, 422, "tags.1"),
+        ("POST", "/register", {"json": {**ok, "metadata": {"k": [nul]}}, "headers": AUTH}, 422, "metadata"),
+        ("POST", "/register", {"json": {**ok, "metadata": {nul: 1}}, "headers": AUTH}, 422, "metadata"),
+        (
+            "POST",
+            "/register",
+            {"json": {**ok, "capabilities": [{"name": "c", "description": nul}]}, "headers": AUTH},
+            422,
+            "description",
+        ),
+        (
+            "POST",
+            "/register",
+            {"json": {**ok, "capabilities": [{"name": "c", "version": nul}]}, "headers": AUTH},
+            422,
+            "version",
+        ),
+        ("POST", "/register", {"json": {**ok, "capabilities": [nul]}, "headers": AUTH}, 422, "capabilities"),
+        ("POST", "/register", _raw(prefix + b'"metadata": {"x": NaN}}'), 422, "NaN"),
+        ("POST", "/register", _raw(prefix + b'"metadata": {"x": -Infinity}}'), 422, "metadata"),
+        ("POST", "/register", _raw(prefix + b'"metadata": {"x": "\\ud800"}}'), 422, "surrogate"),
+        ("POST", "/register", _raw(prefix + b'"agent_name": "\\udc00"}'), 422, "agent_name"),
+        (
+            "POST",
+            "/register",
+            _raw(prefix + b'"metadata": {"x": ' + b"[" * 200 + b"]" * 200 + b"}}"),
+            422,
+            "deeper",
+        ),
+        ("GET", "/agents/a%00b", {}, 422, "agent_id"),
+        ("GET", "/health/a%00b", {}, 422, "agent_id"),
+        ("DELETE", "/agents/a%00b", {"headers": AUTH}, 422, "agent_id"),
+        ("POST", "/agents/a%00b/heartbeat", {"json": {}, "headers": own}, 422, "agent_id"),
+        ("GET", "/agents", {"params": {"tag": nul}}, 422, "tag"),
+        ("GET", "/agents", {"params": {"capability": nul}}, 422, "capability"),
+        ("GET", "/agents/search", {"params": {"capabilities": f"x,{nul}"}}, 422, "capabilities"),
+        ("GET", "/agents/best-fit", {"params": {"capabilities": nul}}, 422, "capabilities"),
     ]
 
 
@@ -123,6 +188,8 @@ def test_registry_rejects_bad_input_with_a_message(
             response = client.request(method, path, **kwargs)
             _assert_clear_4xx(response, expected, word, f"{method} {path} {str(kwargs)[:80]}")
         assert client.get("/health").json()["status"] == "healthy"
+        # Nothing of the refused registrations was stored.
+        assert client.get("/agents/fine-id").status_code == 404
 
 
 def test_agent_rejects_bad_input_with_a_message(echo: ServiceProcess) -> None:

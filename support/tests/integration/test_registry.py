@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -242,3 +243,34 @@ def test_writes_refused_without_platform_token(module_env: dict[str, str], log_d
         assert refused.status_code == 503 and "DEVTOOLS_API_TOKEN" in refused.json()["error"]
         assert httpx.get(f"{reg.url}/health").json()["writes"].startswith("refused")
         assert "DEVTOOLS_API_TOKEN is not set" in reg.log_text()
+
+
+def _agents_gauge(reg: ServiceProcess) -> dict[str, float]:
+    metrics = httpx.get(f"{reg.url}/metrics").text
+    values = {}
+    for line in metrics.splitlines():
+        if line.startswith('devtools_registry_agents{status="'):
+            labels, value = line.rsplit(" ", 1)
+            values[labels.split('"')[1]] = float(value)
+    return values
+
+
+def test_metrics_count_agents_by_status(
+    module_env: dict[str, str], log_dir: Any, make_database: Callable[..., str]
+) -> None:
+    # A registry of its own on an empty database, so the counts are exactly this test's agents.
+    with running_registry({**module_env, "DEVTOOLS_DATABASE_URL": make_database()}, log_dir) as reg:
+        assert _agents_gauge(reg) == {"idle": 0, "busy": 0, "draining": 0, "offline": 0}
+        idle, busy, draining, gone = _id("idle"), _id("busy"), _id("draining"), _id("gone")
+        tokens = {
+            a: register(reg, a, ["x"], heartbeat_interval_seconds=3600)["token"]
+            for a in (idle, busy, draining)
+        }
+        beat(reg, busy, tokens[busy], status="busy", seq=1)
+        beat(reg, draining, tokens[draining], status="draining", seq=1)
+        register(reg, gone, ["x"], heartbeat_interval_seconds=0.1)
+        wait_until(lambda: httpx.get(f"{reg.url}/agents/{gone}").json()["status"] == "offline", what="swept")
+        # Read from the database at each scrape: right after a change, with no sweep in between.
+        assert _agents_gauge(reg) == {"idle": 1, "busy": 1, "draining": 1, "offline": 1}
+        assert httpx.delete(f"{reg.url}/agents/{idle}", headers=bearer(tokens[idle])).status_code == 200
+        assert _agents_gauge(reg) == {"idle": 0, "busy": 1, "draining": 1, "offline": 1}
