@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from prometheus_client import Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,7 +35,7 @@ from shared.lib.agent_runtime import (
     parse_payload,
     rejection_response,
 )
-from shared.lib.http_service import create_service_app, serve
+from shared.lib.http_service import create_service_app, require_platform_caller, serve
 from shared.lib.registry_client import AgentRegistration, RegistryClient, RegistryError
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,12 @@ class AgentService:
 
         app = create_service_app(self.agent.name, lifespan=lifespan, health=self.health)
 
-        @app.post("/agent-request", response_model=AgentResponseEvent)
+        def authorize(http_request: Request) -> str:
+            # Requests make agents run commands and change environments: the platform token is required
+            # (checked before the body is even validated).
+            return require_platform_caller(http_request, self.settings.api_token_value())
+
+        @app.post("/agent-request", response_model=AgentResponseEvent, dependencies=[Depends(authorize)])
         async def agent_request(request: AgentRequestEvent) -> AgentResponseEvent:
             return await self._handle_http_request(request)
 

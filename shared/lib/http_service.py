@@ -282,6 +282,35 @@ def tokens_equal(a: str | None, b: str | None) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+DEFAULT_IDENTITY = "operator"
+
+
+def token_identities(raw: str | None) -> dict[str, str]:
+    """token -> identity, from DEVTOOLS_API_TOKEN: one token (`operator`) or `name=token,name=token`."""
+    if not raw:
+        return {}
+    if "=" not in raw:
+        return {raw: DEFAULT_IDENTITY}
+    identities: dict[str, str] = {}
+    for pair in raw.split(","):
+        name, _, token = pair.strip().partition("=")
+        if name and token:
+            identities[token] = name
+    return identities
+
+
+def require_platform_caller(request: Request, raw_tokens: str | None) -> str:
+    """The identity of the request's bearer token among DEVTOOLS_API_TOKEN's, or 401/503."""
+    identities = token_identities(raw_tokens)
+    if not identities:
+        raise HTTPException(503, "write endpoints are disabled: set DEVTOOLS_API_TOKEN on this service")
+    presented = require_bearer(request)
+    for token, name in identities.items():
+        if tokens_equal(presented, token):
+            return name
+    raise HTTPException(401, "invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+
 class _Server:
     """uvicorn's server with a hook run on the first SIGINT/SIGTERM, before it stops listening."""
 

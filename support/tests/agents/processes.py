@@ -17,6 +17,8 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PLATFORM_TOKEN = "test-platform-token"
+# What a caller of an agent's POST /agent-request presents (the platform token).
+AGENT_AUTH = {"Authorization": f"Bearer {PLATFORM_TOKEN}"}
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ import httpx
 from agent_orchestrator.runs_client import OrchestratorClient
 from services.infrastructure.env_state import EnvironmentDir
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     PLATFORM_TOKEN,
     ServiceProcess,
     free_port,
@@ -61,7 +62,9 @@ class Platform:
             "request_type": request_type,
             "payload": payload,
         }
-        response = httpx.post(f"{self.agents[agent].url}/agent-request", json=body, timeout=120)
+        response = httpx.post(
+            f"{self.agents[agent].url}/agent-request", headers=AGENT_AUTH, json=body, timeout=120
+        )
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from shared.lib.agent_events import AgentRequestEvent, ResponseStatus
 from shared.lib.event_bus import EventBus
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     ServiceProcess,
     agent_request_body,
     registry_record,
@@ -50,7 +51,9 @@ def test_agent_registers_with_its_capabilities(echo: ServiceProcess, registry: S
 
 
 def test_http_agent_request(echo: ServiceProcess) -> None:
-    response = httpx.post(f"{echo.url}/agent-request", json=request("ECHO", {"text": "ab", "repeat": 2}))
+    response = httpx.post(
+        f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("ECHO", {"text": "ab", "repeat": 2})
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert (
@@ -60,7 +63,7 @@ def test_http_agent_request(echo: ServiceProcess) -> None:
 
 
 def test_http_errors_are_4xx_or_error_responses(echo: ServiceProcess) -> None:
-    unknown = httpx.post(f"{echo.url}/agent-request", json=request("NOPE", {}))
+    unknown = httpx.post(f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("NOPE", {}))
     assert unknown.status_code == 400
     assert "NOPE" in unknown.json()["error"] and unknown.json()["supported_request_types"] == [
         "ECHO",
@@ -68,16 +71,22 @@ def test_http_errors_are_4xx_or_error_responses(echo: ServiceProcess) -> None:
         "WAIT",
     ]
     bad_payload = httpx.post(
-        f"{echo.url}/agent-request", json=request("ECHO", {"text": "x", "repeat": "many"})
+        f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("ECHO", {"text": "x", "repeat": "many"})
     )
     assert bad_payload.status_code == 422 and "payload.repeat" in bad_payload.json()["error"]
-    no_source = httpx.post(f"{echo.url}/agent-request", json={"target_agent": "echo", "request_type": "ECHO"})
+    no_source = httpx.post(
+        f"{echo.url}/agent-request", headers=AGENT_AUTH, json={"target_agent": "echo", "request_type": "ECHO"}
+    )
     assert no_source.status_code == 422 and "source_agent" in no_source.json()["error"]
-    failed = httpx.post(f"{echo.url}/agent-request", json=request("FAIL", {"reason": "on purpose"}))
+    failed = httpx.post(
+        f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("FAIL", {"reason": "on purpose"})
+    )
     assert failed.status_code == 200
     assert failed.json()["status"] == "error" and "on purpose" in failed.json()["error"]
     wrong_target = httpx.post(
-        f"{echo.url}/agent-request", json={**request("ECHO", {"text": "x"}), "target_agent": "someone-else"}
+        f"{echo.url}/agent-request",
+        headers=AGENT_AUTH,
+        json={**request("ECHO", {"text": "x"}), "target_agent": "someone-else"},
     )
     assert wrong_target.status_code == 400 and "someone-else" in wrong_target.json()["error"]
 
@@ -128,7 +137,9 @@ async def test_busy_while_full(
             what="registry shows busy",
         )
         async with httpx.AsyncClient() as client:
-            full = await client.post(f"{echo.url}/agent-request", json=request("ECHO", {"text": "x"}))
+            full = await client.post(
+                f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("ECHO", {"text": "x"})
+            )
         assert full.status_code == 503 and "capacity" in full.json()["error"]
         sync.rpush(f"{module_prefix}:test:release:{gate}", "go", "go")
         responses = await asyncio.gather(*held)
@@ -142,7 +153,7 @@ async def test_busy_while_full(
 
 
 def test_agent_metrics(echo: ServiceProcess) -> None:
-    httpx.post(f"{echo.url}/agent-request", json=request("ECHO", {"text": "m"}))
+    httpx.post(f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("ECHO", {"text": "m"}))
     metrics = httpx.get(f"{echo.url}/metrics").text
     assert (
         'devtools_agent_requests_total{agent="echo",request_type="ECHO",status="success",via="http"}'
@@ -166,7 +177,10 @@ async def test_http_and_bus_share_the_capacity(
         held_http = [
             asyncio.create_task(
                 client.post(
-                    f"{echo.url}/agent-request", json=request("WAIT", {"gate": http_gate}), timeout=60
+                    f"{echo.url}/agent-request",
+                    headers=AGENT_AUTH,
+                    json=request("WAIT", {"gate": http_gate}),
+                    timeout=60,
                 )
             )
             for _ in range(2)
@@ -187,7 +201,9 @@ async def test_http_and_bus_share_the_capacity(
             lambda: registry_record(registry, "echo")["status"] == "busy",
             what="registry shows busy",
         )
-        full = await client.post(f"{echo.url}/agent-request", json=request("ECHO", {"text": "x"}))
+        full = await client.post(
+            f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("ECHO", {"text": "x"})
+        )
         assert full.status_code == 503 and "capacity" in full.json()["error"]
 
         # One HTTP request finishes: its slot goes to the waiting bus request, not to a new caller.
@@ -197,7 +213,9 @@ async def test_http_and_bus_share_the_capacity(
         assert len(done) == 1 and next(iter(done)).result().json()["result"]["released"] is True
         now = health()
         assert now["active_requests"] == 2 and now["queued_requests"] == 0
-        full = await client.post(f"{echo.url}/agent-request", json=request("ECHO", {"text": "x"}))
+        full = await client.post(
+            f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("ECHO", {"text": "x"})
+        )
         assert full.status_code == 503
 
         await watcher.rpush(release.format(http_gate), "go")

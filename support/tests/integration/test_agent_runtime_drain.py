@@ -14,7 +14,13 @@ import redis
 
 from shared.lib.agent_events import AgentRequestEvent, ResponseStatus
 from shared.lib.event_bus import EventBus
-from support.tests.agents.processes import ServiceProcess, registry_record, start_echo_agent, wait_until
+from support.tests.agents.processes import (
+    AGENT_AUTH,
+    ServiceProcess,
+    registry_record,
+    start_echo_agent,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +50,7 @@ async def test_sigterm_drains_in_flight_work_then_deregisters(
             httpx.AsyncClient(timeout=60) as client,
         ):
             over_http = asyncio.create_task(
-                client.post(f"{agent.url}/agent-request", json=wait_request(gate))
+                client.post(f"{agent.url}/agent-request", headers=AGENT_AUTH, json=wait_request(gate))
             )
             over_bus = asyncio.create_task(
                 bus.request_agent(AgentRequestEvent(**wait_request(gate)), timeout=60)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     PLATFORM_TOKEN,
     ServiceProcess,
     registry_record,
@@ -206,8 +207,20 @@ def test_agent_rejects_bad_input_with_a_message(echo: ServiceProcess) -> None:
         ({"json": {**ok, "request_type": "DANCE"}}, 400, "supported"),
         ({"json": {**ok, "payload": {"text": "a" * 2_000_000}}}, 413, "too large"),
     ]
-    with httpx.Client(base_url=echo.url, timeout=10) as client:
+    with httpx.Client(base_url=echo.url, timeout=10, headers=AGENT_AUTH) as client:
         for kwargs, expected, word in cases:
             response = client.post("/agent-request", **kwargs)
             _assert_clear_4xx(response, expected, word, f"agent-request {str(kwargs)[:80]}")
         assert client.get("/health").json()["status"] == "healthy"
+
+
+def test_agent_requests_need_the_platform_token(echo: ServiceProcess) -> None:
+    ok = {"source_agent": "tests", "target_agent": "echo", "request_type": "ECHO", "payload": {"text": "x"}}
+    with httpx.Client(base_url=echo.url, timeout=10) as client:
+        missing = client.post("/agent-request", json=ok)
+        assert missing.status_code == 401 and "bearer token" in missing.text
+        wrong = client.post("/agent-request", json=ok, headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 401 and "invalid bearer token" in wrong.text
+        # Checked before the body: an unauthenticated caller learns nothing about the request format.
+        assert client.post("/agent-request", json={"nonsense": 1}).status_code == 401
+        assert client.post("/agent-request", json=ok, headers=AGENT_AUTH).json()["status"] == "success"

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     ServiceProcess,
     registry_record,
     running_agent,
@@ -29,7 +30,7 @@ def cicd(module_env: dict[str, str], registry: ServiceProcess, log_dir: Path) ->
 
 def _post(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -> httpx.Response:
     body = {"source_agent": "tests", "target_agent": "cicd", "request_type": request_type, "payload": payload}
-    return httpx.post(f"{service.url}/agent-request", json=body, timeout=60)
+    return httpx.post(f"{service.url}/agent-request", headers=AGENT_AUTH, json=body, timeout=60)
 
 
 def test_registers_with_its_capability(cicd: ServiceProcess, registry: ServiceProcess) -> None:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     ServiceProcess,
     agent_request_body,
     registry_record,
@@ -49,6 +50,7 @@ def test_review_over_http(code_review: ServiceProcess, tmp_path: Path) -> None:
     )
     response = httpx.post(
         f"{code_review.url}/agent-request",
+        headers=AGENT_AUTH,
         json=_request("REVIEW_CODE", {"repo": str(repo.path), "base": "main", "head": "feature"}),
         timeout=60,
     )
@@ -62,12 +64,16 @@ def test_review_over_http(code_review: ServiceProcess, tmp_path: Path) -> None:
 
     unknown = httpx.post(
         f"{code_review.url}/agent-request",
+        headers=AGENT_AUTH,
         json=_request("REVIEW_CODE", {"repo": str(repo.path), "head": "no-such-branch"}),
         timeout=60,
     ).json()
     assert unknown["status"] == "error" and "head: unknown ref 'no-such-branch'" in unknown["error"]
 
     invalid = httpx.post(
-        f"{code_review.url}/agent-request", json=_request("REVIEW_CODE", {"repo": str(repo.path)}), timeout=60
+        f"{code_review.url}/agent-request",
+        headers=AGENT_AUTH,
+        json=_request("REVIEW_CODE", {"repo": str(repo.path)}),
+        timeout=60,
     )
     assert invalid.status_code == 422

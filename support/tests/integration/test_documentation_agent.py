@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     ServiceProcess,
     agent_request_body,
     registry_record,
@@ -52,6 +53,7 @@ def test_generate_docs_over_http(documentation: ServiceProcess, tmp_path: Path) 
     )
     response = httpx.post(
         f"{documentation.url}/agent-request",
+        headers=AGENT_AUTH,
         json=_request("GENERATE_DOCS", {"repo": str(repo.path), "doc_type": "api"}),
         timeout=60,
     )
@@ -62,6 +64,7 @@ def test_generate_docs_over_http(documentation: ServiceProcess, tmp_path: Path) 
 
     bad_type = httpx.post(
         f"{documentation.url}/agent-request",
+        headers=AGENT_AUTH,
         json=_request("GENERATE_DOCS", {"repo": str(repo.path), "doc_type": "poem"}),
         timeout=60,
     )

@@ -11,6 +11,7 @@ import pytest
 
 from shared.lib.git import run_git
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     ServiceProcess,
     agent_request_body,
     registry_record,
@@ -49,6 +50,7 @@ def test_without_an_llm_requests_are_rejected_and_nothing_changes(
     for request_type in ("GENERATE_CODE", "REFACTOR_CODE"):
         response = httpx.post(
             f"{feature_dev.url}/agent-request",
+            headers=AGENT_AUTH,
             json=_request(request_type, {"repo": str(repo.path), "instruction": "Add a health endpoint"}),
             timeout=30,
         )
@@ -63,7 +65,10 @@ def test_without_an_llm_requests_are_rejected_and_nothing_changes(
 
 def test_bad_payload_names_the_field(feature_dev: ServiceProcess) -> None:
     response = httpx.post(
-        f"{feature_dev.url}/agent-request", json=_request("GENERATE_CODE", {"repo": "/tmp"}), timeout=30
+        f"{feature_dev.url}/agent-request",
+        headers=AGENT_AUTH,
+        json=_request("GENERATE_CODE", {"repo": "/tmp"}),
+        timeout=30,
     )
     assert response.status_code == 422
     assert "payload.instruction" in response.text

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     ServiceProcess,
     agent_request_body,
     registry_record,
@@ -36,7 +37,7 @@ def orchestrator(
 
 def ask(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     body = agent_request_body("orchestrator", request_type, payload)
-    response = httpx.post(f"{service.url}/agent-request", json=body, timeout=30)
+    response = httpx.post(f"{service.url}/agent-request", headers=AGENT_AUTH, json=body, timeout=30)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -94,5 +95,5 @@ def test_bad_payload_names_the_field(orchestrator: ServiceProcess) -> None:
         "request_type": "DECOMPOSE_TASK",
         "payload": {"kind": "docs"},
     }
-    response = httpx.post(f"{orchestrator.url}/agent-request", json=body, timeout=30)
+    response = httpx.post(f"{orchestrator.url}/agent-request", headers=AGENT_AUTH, json=body, timeout=30)
     assert response.status_code == 422 and "payload.description" in response.text
