@@ -13,10 +13,24 @@ export UV_NO_PROGRESS := 1
 
 setup: $(SYNCED)
 
+# uv from PyPI through a venv's pip. Debian/Ubuntu without python3-venv cannot make that venv:
+# then a working uv on PATH, else pip's --target install (allowed where PEP 668 forbids --user).
 $(UV):
 	@echo "bootstrapping uv into $(TOOLS)/ ..."
-	@python3 -m venv $(TOOLS)
-	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
+	@if python3 -m venv $(TOOLS) >/dev/null 2>&1 && [ -x $(TOOLS)/bin/pip ]; then \
+		$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv; \
+	elif command -v uv >/dev/null 2>&1 && uv --version >/dev/null 2>&1; then \
+		echo "python3 -m venv failed (no python3-venv?): using $$(command -v uv)"; \
+		mkdir -p $(TOOLS)/bin && ln -sf "$$(command -v uv)" $(UV); \
+	elif python3 -m pip --version >/dev/null 2>&1; then \
+		echo "python3 -m venv failed (no python3-venv?): installing uv with pip --target $(TOOLS)/pip"; \
+		python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/pip uv \
+			&& mkdir -p $(TOOLS)/bin && ln -sf ../pip/bin/uv $(UV); \
+	else \
+		echo "error: cannot bootstrap uv: python3 has neither venv nor pip;" \
+			"install python3-venv (apt-get install python3-venv) or uv (https://docs.astral.sh/uv/)" >&2; \
+		exit 1; \
+	fi
 
 $(SYNCED): $(UV) uv.lock pyproject.toml .python-version
 	@$(UV) sync --frozen --all-extras --group dev

@@ -138,9 +138,17 @@ def doctor() -> None:
 def down() -> None:
     """Stop the embedded PostgreSQL and Redis of this data folder (their data stays)."""
     settings = _settings()
-    pg, rd = embedded_servers(settings.data_dir)
-    console.print(f"postgresql: {'stopped' if pg.stop() else 'was not running'}")
-    console.print(f"redis: {'stopped' if rd.stop() else 'was not running'}")
+    failed: list[str] = []
+    for name, server in zip(("postgresql", "redis"), embedded_servers(settings.data_dir), strict=True):
+        if not server.is_running():
+            console.print(f"{name}: was not running")
+        elif server.stop():
+            console.print(f"{name}: stopped")
+        else:
+            # stop() says False both for "not running" and "still running": only the latter is an error.
+            failed.append(name)
+            err.print(f"[red]error:[/red] {name} under {settings.data_dir / 'embedded'} is still running")
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
@@ -149,6 +157,11 @@ def demo() -> None:
     from agent_orchestrator.demo import run_demo
 
     settings = _settings()
+    kinds = {True: "embedded", False: "configured"}
+    console.print(
+        f"devtools demo: data in {settings.data_dir}; starting PostgreSQL "
+        f"({kinds[settings.embedded_postgres]}) and Redis ({kinds[settings.embedded_redis]}) ..."
+    )
     backends = _backends(settings)
     _upgrade(backends)
     raise typer.Exit(run_demo(settings, backends, console))

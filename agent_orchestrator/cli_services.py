@@ -1,9 +1,17 @@
-"""`devtools up` (run the registry and every agent service) and `devtools agents` (the registry's view)."""
+"""`devtools up` (run the registry and every agent service) and `devtools agents` (the registry's view).
+
+Also the port check both `up` and `demo` make before they start services: `up` serves on the
+configured ports (clients rely on them), so a taken one stops it with a one-line error naming the
+variable; the demo only needs some free port, so it moves a service whose port is taken.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
+from contextlib import ExitStack
 from types import FrameType
 
 import httpx
@@ -11,7 +19,73 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from agent_orchestrator.services import Supervisor, available_services
+from agent_orchestrator.services import ServiceSpec, Supervisor, available_services
+from shared.config import ENV_PREFIX, Settings
+
+
+class PortInUseError(RuntimeError):
+    """A service's configured port is taken; the message is one line naming the variable."""
+
+
+def port_variable(spec: ServiceSpec) -> str:
+    return f"{ENV_PREFIX}{spec.port_setting.upper()}"
+
+
+def _socket(host: str) -> socket.socket:
+    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+
+
+def _is_free(host: str, port: int) -> bool:
+    with _socket(host) as probe:
+        # As uvicorn does: a port left in TIME_WAIT by a stopped service counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_ports(settings: Settings, specs: list[ServiceSpec], auto: bool) -> tuple[Settings, list[str]]:
+    """Check every service's port is free; return the settings to start them with and what was moved.
+
+    auto=False raises PortInUseError at the first taken port; auto=True gives that service a free
+    port from the OS instead. A port configured twice counts as taken the second time. The services
+    bind their ports moments later: a race with an unrelated program remains possible and shows up
+    as a service that does not become ready.
+    """
+    claimed: set[int] = set()
+    moved: dict[str, int] = {}
+    notes: list[str] = []
+    with ExitStack() as held:
+        for spec in specs:
+            port = int(getattr(settings, spec.port_setting))
+            if port not in claimed and _is_free(settings.host, port):
+                claimed.add(port)
+                continue
+            variable = port_variable(spec)
+            if not auto:
+                why = "is given to another service too" if port in claimed else "is already in use"
+                raise PortInUseError(
+                    f"port {port} for {spec.name} {why} on {settings.host}; "
+                    f"stop what holds it or set {variable} to a free port"
+                )
+            # Held (without SO_REUSEADDR) until every port is chosen, so the OS never hands one out
+            # twice; configured ports are not held, so the OS may offer one of those: ask again.
+            free = port
+            while free in claimed or free == port:
+                picked = held.enter_context(_socket(settings.host))
+                picked.bind((settings.host, 0))
+                free = int(picked.getsockname()[1])
+            claimed.add(free)
+            moved[spec.port_setting] = free
+            notes.append(f"port {port} ({variable}) is in use: {spec.name} takes {free}")
+    return settings.model_copy(update=moved), notes
+
+
+def export_ports(settings: Settings, specs: list[ServiceSpec]) -> None:
+    """Make the services this process starts listen on `settings`' ports (they read DEVTOOLS_*_PORT)."""
+    os.environ.update({port_variable(spec): str(getattr(settings, spec.port_setting)) for spec in specs})
 
 
 def up(
@@ -25,8 +99,6 @@ def up(
     from agent_orchestrator import cli
 
     settings = cli._settings()
-    backends = cli._backends(settings)
-    cli._upgrade(backends)
     specs = available_services()
     unknown = set(only) - {s.name for s in specs}
     if unknown:
@@ -36,6 +108,13 @@ def up(
         )
         raise typer.Exit(2)
     specs = [s for s in specs if not only or s.name in only]
+    try:
+        choose_ports(settings, specs, auto=False)
+    except PortInUseError as exc:
+        cli.err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    backends = cli._backends(settings)
+    cli._upgrade(backends)
     supervisor = Supervisor(settings, backends, specs, settings.data_dir / "logs")
     stop = threading.Event()
 

@@ -14,6 +14,8 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from agent_orchestrator.cli_services import PortInUseError, choose_ports, export_ports
 from agent_orchestrator.cli_workflows import follow_run
 from agent_orchestrator.runs_client import OrchestratorClient, OrchestratorError
 from agent_orchestrator.sample_repo import create_sample_repo
@@ -60,16 +63,30 @@ def run_demo(settings: Settings, backends: Backends, console: Console) -> int:
     if not token:
         token = secrets.token_urlsafe(24)  # only this demo's own services know it
         settings = settings.model_copy(update={"api_token": SecretStr(token)})
-    supervisor = Supervisor(settings, backends, available_services(), settings.data_dir / "logs")
+    specs = available_services()
+    # A leftover service or another demo on a default port must not break `make demo`: move ours.
+    try:
+        settings, moved = choose_ports(settings, specs, auto=True)
+    except PortInUseError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    for note in moved:
+        console.print(f"[yellow]{note}[/yellow]")
+    export_ports(settings, specs)
+    supervisor = Supervisor(settings, backends, specs, settings.data_dir / "logs")
     started = time.monotonic()
     supervisor.start()
     codes: list[int | None] = []
     try:
-        with console.status("starting the registry, the agents and the orchestrator ..."):
+        with progress(console, f"starting {len(specs)} services (registry, agents, orchestrator) ..."):
             ready = supervisor.wait_ready(90)
         console.print(supervisor.table("devtools services"))
         if not ready:
             console.print(f"[red]not every service became ready[/red]; logs in {supervisor.log_dir}")
+            for svc in supervisor.running:
+                if not svc.ready and svc.log_path.exists():
+                    tail = svc.log_path.read_text(errors="replace").splitlines()[-5:]
+                    console.print(f"{svc.spec.name} ({svc.status}):", *tail, sep="\n  ", markup=False)
             return 1
         steps = _story(settings, supervisor, token, console)
     finally:
@@ -88,13 +105,27 @@ def run_demo(settings: Settings, backends: Backends, console: Console) -> int:
     return 0 if stopped and steps and all(s.ok for s in steps) else 1
 
 
+@contextmanager
+def progress(console: Console, message: str) -> Iterator[None]:
+    """A spinner in a terminal; one line where nothing animates (CI logs, `make demo | tee`)."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        console.print(message)
+        yield
+
+
 def _service(supervisor: Supervisor, name: str) -> RunningService:
     return next(s for s in supervisor.running if s.spec.name == name)
 
 
-def _agent_request(url: str, agent: str, request_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _agent_request(
+    url: str, token: str, agent: str, request_type: str, payload: dict[str, Any]
+) -> dict[str, Any]:
     body = {"source_agent": "demo", "target_agent": agent, "request_type": request_type, "payload": payload}
-    response = httpx.post(f"{url}/agent-request", json=body, timeout=120)
+    headers = {"Authorization": f"Bearer {token}"}
+    response = httpx.post(f"{url}/agent-request", json=body, headers=headers, timeout=120)
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
 
@@ -159,7 +190,7 @@ def _story(settings: Settings, supervisor: Supervisor, token: str, console: Cons
         steps.append(StepResult("parallel_docs", run["status"] == "succeeded", files, seconds, run["id"]))
 
         console.rule("[bold]3. the app goes down[/bold]")
-        stop = _agent_request(infra_url, "infrastructure", "STOP", {"environment": ENVIRONMENT})
+        stop = _agent_request(infra_url, token, "infrastructure", "STOP", {"environment": ENVIRONMENT})
         down = _get(repo.url + "/")
         console.print(
             f"infrastructure STOP: {stop.get('result', {}).get('message')}; GET / -> {down or 'refused'}"
@@ -179,7 +210,7 @@ def _story(settings: Settings, supervisor: Supervisor, token: str, console: Cons
         client.close()
         # The deployed app runs in a session of its own: stop it, every process the demo started goes.
         try:
-            _agent_request(infra_url, "infrastructure", "STOP", {"environment": ENVIRONMENT})
+            _agent_request(infra_url, token, "infrastructure", "STOP", {"environment": ENVIRONMENT})
         except httpx.HTTPError as exc:
             console.print(f"[yellow]could not stop the demo app: {exc}[/yellow]")
     return steps
