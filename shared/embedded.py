@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -120,7 +121,22 @@ class EmbeddedPostgres:
             if user:
                 cmd = ["su", "-s", "/bin/sh", user, "-c", " ".join(cmd)]
             subprocess.run(cmd, check=False, capture_output=True, timeout=60)
+            if self.is_running():
+                # pg_ctl run as the server's user fails when that user cannot enter a parent folder
+                # of the data dir (e.g. a 0700 temp dir owned by root); the postmaster's own signal
+                # for a fast shutdown does not depend on that.
+                self._signal_fast_shutdown(timeout=60)
         return not self.is_running()
+
+    def _signal_fast_shutdown(self, timeout: float) -> None:
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, signal.SIGINT)
+        except (OSError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + timeout
+        while self.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting for another process to exit: there is no event to await
 
 
 @dataclass(frozen=True)

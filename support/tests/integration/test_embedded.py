@@ -1,5 +1,8 @@
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -91,3 +94,24 @@ def test_doctor_fails_clearly_when_redis_is_unreachable(
     result = _devtools("doctor", env=env)
     assert result.returncode == 1
     assert "down" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only when we are root")
+def test_embedded_postgres_stops_even_when_its_user_cannot_enter_the_parent_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = Path(tempfile.mkdtemp(prefix="devtools-embedded-"))
+    os.chmod(parent, 0o755)
+    pg, rd = embedded_servers(parent / "data")
+    try:
+        monkeypatch.delenv("DEVTOOLS_DATABASE_URL", raising=False)
+        pg.ensure_running()
+        assert pg.is_running()
+        os.chmod(parent, 0o700)  # what a test runner resetting its temp root does meanwhile
+        assert pg.stop() is True
+        assert not pg.is_running()
+    finally:
+        os.chmod(parent, 0o755)
+        pg.stop()
+        rd.stop()
+        shutil.rmtree(parent, ignore_errors=True)
