@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from agent_orchestrator.cli_services import PortInUseError, choose_ports, export_ports
 from agent_orchestrator.runs_client import OrchestratorClient, OrchestratorError, RunEvent
 from agent_orchestrator.services import Supervisor, available_services
 
@@ -71,6 +72,16 @@ def orchestrator(agents: list[str], console: Console) -> Iterator[OrchestratorCl
         settings = settings.model_copy(update={"api_token": SecretStr(token)})
     wanted = {"agent-registry", "orchestrator", *agents}
     specs = [s for s in available_services() if s.name in wanted]
+    # Something else on a default port (not an orchestrator: the probe failed) must not stop us.
+    try:
+        settings, moved = choose_ports(settings, specs, auto=True)
+    except PortInUseError as exc:
+        cli.err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    for note in moved:
+        console.print(f"[yellow]{note}[/yellow]")
+    export_ports(settings, specs)
+    url = f"http://{settings.host}:{settings.orchestrator_port}"
     supervisor = Supervisor(settings, backends, specs, settings.data_dir / "logs")
     supervisor.start()
     try:
