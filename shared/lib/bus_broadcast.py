@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
+import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -28,6 +30,20 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[InterAgentEvent], Awaitable[None]]
 
+# Where a new subscriber group starts reading: "$" (events emitted from now on), "0" (every event
+# still on the stream) or an entry id (the events after it).
+NEW_EVENTS = "$"
+ALL_RETAINED = "0"
+_ENTRY_ID = re.compile(r"\d+(-\d+)?")
+# Handled events whose acknowledgement was lost, remembered so a redelivery is not handled twice.
+_UNACKED_MEMORY = 10_000
+
+
+def check_start(start: str) -> str:
+    if start != NEW_EVENTS and not _ENTRY_ID.fullmatch(start):
+        raise ValueError(f"start: expected '$', '0' or a stream entry id, got {start!r}")
+    return start
+
 
 class Subscription:
     def __init__(
@@ -39,10 +55,12 @@ class Subscription:
         pattern: str,
         handler: EventHandler,
         group: str,
+        start: str = NEW_EVENTS,
         consumer_name: str | None = None,
     ) -> None:
         if not group:
             raise ValueError("group: a subscriber group name is required")
+        self.start_id = check_start(start)
         self._client = client
         self._keys = keys
         self._options = options
@@ -51,14 +69,15 @@ class Subscription:
         self._handler = handler
         self.consumer_name = consumer_name or default_consumer_name(group)
         self._task: asyncio.Task[None] | None = None
+        self._unacked: OrderedDict[str, None] = OrderedDict()
         self.delivered = 0
         self.skipped = 0
         self.errors = 0
         self.dead_letters = 0
 
     async def start(self) -> None:
-        # A new group starts at the stream's end: it receives events emitted from now on.
-        await ensure_group(self._client, self._keys.events, self.group, "$")
+        # Only a new group starts at start_id; an existing one resumes from its own position.
+        await ensure_group(self._client, self._keys.events, self.group, self.start_id)
         self._task = asyncio.create_task(self._run(), name=f"bus-sub-{self.group}")
 
     async def stop(self) -> None:
@@ -129,6 +148,11 @@ class Subscription:
         self.dead_letters += 1
 
     async def _deliver(self, entry_id: str, raw: str | None, deliveries: int) -> None:
+        if entry_id in self._unacked:
+            # Handled already; only the acknowledgement was lost (Redis went away right after).
+            await self._client.xack(self._keys.events, self.group, entry_id)
+            del self._unacked[entry_id]
+            return
         try:
             if raw is None:
                 raise ValueError(f"entry has no '{DATA_FIELD}' field")
@@ -160,4 +184,12 @@ class Subscription:
             return
         self.delivered += 1
         bus_metrics.EVENTS_DELIVERED.labels(group=self.group).inc()
-        await self._client.xack(self._keys.events, self.group, entry_id)
+        try:
+            await self._client.xack(self._keys.events, self.group, entry_id)
+        except TRANSIENT_ERRORS:
+            # The entry stays pending and comes back to this consumer (same name) once Redis is
+            # back; remembering it keeps the handler from seeing the event twice.
+            self._unacked[entry_id] = None
+            while len(self._unacked) > _UNACKED_MEMORY:
+                self._unacked.popitem(last=False)
+            raise

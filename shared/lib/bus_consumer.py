@@ -1,7 +1,8 @@
 """The serving side: replicas of an agent share its request streams through one consumer group.
 
-Entries are read most urgent lane first, held under a lease (renewed while this consumer is alive),
-executed with bounded concurrency, and acknowledged only together with the published response.
+Entries are claimed most urgent lane first and never beyond the free slots, held under a lease
+(renewed while this consumer is alive), executed with bounded concurrency, and acknowledged only
+together with the published response.
 A consumer that dies stops renewing; its entries go idle and another replica reclaims them.
 """
 
@@ -24,7 +25,13 @@ from redis.exceptions import ResponseError
 
 from shared.lib import bus_metrics
 from shared.lib.agent_events import AgentRequestEvent, AgentResponseEvent, ResponseStatus
-from shared.lib.bus_consumer_io import LEASE_LUA, PRIORITY_READ_LUA, delivery_counts, parse_read
+from shared.lib.bus_consumer_io import (
+    LEASE_LUA,
+    PRIORITY_READ_LUA,
+    batches_of,
+    delivery_counts,
+    parse_priority_read,
+)
 from shared.lib.bus_execute import RequestHandler, run_handler
 from shared.lib.bus_keys import (
     DATA_FIELD,
@@ -41,9 +48,9 @@ from shared.lib.bus_redis import (
     Backoff,
     BusOptions,
     BusUnavailable,
-    dead_letter,
     ensure_group,
 )
+from shared.lib.bus_rejects import Rejecter
 from shared.lib.bus_reply import ReplyPublisher, remembered_response
 
 log = logging.getLogger(__name__)
@@ -97,9 +104,14 @@ class RequestConsumer:
         self._on_full = on_full
         self._read_script = client.register_script(PRIORITY_READ_LUA)
         self._lease_script = client.register_script(LEASE_LUA)
+        self._rejecter = Rejecter(client, keys, options, publisher, agent_id)
         targets = [agent_target(agent_id)] + [capability_target(c) for c in self.capabilities]
         self._lanes = lanes(keys, targets)
         self._streams = [s for lane in self._lanes for s in lane]
+        self._per_lane = len(self._lanes[0])
+        self._reads = 0
+        # Leases are renewed, and idle entries of dead replicas reclaimed, this often.
+        self._lease_interval = max(options.claim_idle_ms / 3000, 0.05)
         self._queue: list[_Held] = []
         self._held: dict[tuple[str, str], _Held] = {}
         self._seq = itertools.count()
@@ -129,7 +141,7 @@ class RequestConsumer:
         await self._ensure_groups()
         self._loops = [
             asyncio.create_task(self._read_loop(), name=f"bus-read-{self.consumer_name}"),
-            asyncio.create_task(self._maintain_loop(), name=f"bus-lease-{self.consumer_name}"),
+            asyncio.create_task(self._lease_loop(), name=f"bus-lease-{self.consumer_name}"),
         ]
 
     async def stop(self, drain: bool = True) -> None:
@@ -177,45 +189,79 @@ class RequestConsumer:
                 self._on_full(full)
 
     async def _read_loop(self) -> None:
+        """Claim work only up to the free slots, so that no replica hoards what another could run.
+
+        Reading: PRIORITY_READ_LUA claims at most `room` entries, most urgent lane first. When it
+        leaves every stream drained, the loop waits for the next arrival. XREADGROUP's COUNT is per
+        stream, so a blocking XREADGROUP over all S streams can claim COUNT x S entries; it is used
+        only when every stream may return room // S >= 1 entries without exceeding the room (many
+        slots: one round trip per request, and whatever it claims starts at once). With fewer free
+        slots than streams the loop blocks on XREAD (no group: it claims nothing) for an entry newer
+        than the tails the Lua read saw, then claims by priority with a new bounded read; waking all
+        idle replicas for one request is the price. Reclaiming runs in this loop too: one reader owns
+        the free-slot count, so reads and reclaims can never both fill the same slots.
+        """
         backoff = Backoff()
-        per_lane = len(self._lanes[0])
-        # True when the last read emptied every stream: then there is no backlog to read in priority
-        # order, and the next read can block right away (one round trip less per request when idle).
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + self._lease_interval
+        # drained: the last read found every stream empty, so the next one may block right away;
+        # tails: the last entry id of each stream at that read (None when unknown).
         drained = False
+        tails: list[str] | None = None
         while not self._stopping:
             try:
                 await self._room.wait()
-                room = max(self._free(), 1)
-                entries = []
+                if loop.time() >= next_reclaim:
+                    await self._reclaim()
+                    next_reclaim = loop.time() + self._lease_interval
+                room = self._free()
+                if room <= 0:
+                    self._update_room()
+                    continue
+                block = max(1, min(self._options.block_ms, int((next_reclaim - loop.time()) * 1000)))
                 if not drained:
                     raw = await self._read_script(
-                        keys=self._streams, args=[REQUEST_GROUP, self.consumer_name, room, per_lane]
+                        keys=self._streams,
+                        args=[REQUEST_GROUP, self.consumer_name, room, self._per_lane, self._rotation()],
                     )
-                    entries = parse_read(raw)
-                if not entries:
-                    # Nothing waiting in any lane: block on all of them for the next arrival.
+                    found, tails = parse_priority_read(raw)
+                    drained = tails is not None
+                    self._accept([(s, i, f.get(DATA_FIELD) if f else None, 1) for s, i, f in found])
+                elif (per_stream := room // len(self._streams)) > 0:
                     batches = await self._client.xreadgroup(
                         REQUEST_GROUP,
                         self.consumer_name,
                         dict.fromkeys(self._streams, ">"),
-                        count=room,
-                        block=self._options.block_ms,
+                        count=per_stream,
+                        block=block,
                     )
-                    entries = [(s, i, f) for s, items in batches for i, f in items]
-                    drained = all(len(items) < room for _s, items in batches)
+                    drained = all(len(items) < per_stream for _s, items in batches)
+                    tails = None
+                    self._accept(
+                        [(s, i, f.get(DATA_FIELD) if f else None, 1) for s, i, f in batches_of(batches)]
+                    )
                 else:
-                    drained = False
+                    if tails is not None:  # fewer slots than streams: wait without claiming
+                        await self._client.xread(
+                            dict(zip(self._streams, tails, strict=True)), count=1, block=block
+                        )
+                    drained = False  # then claim by priority (or learn the tails first)
                 backoff.reset()
-                self._accept([(s, i, f.get(DATA_FIELD) if f else None, 1) for s, i, f in entries])
             except ResponseError as exc:
                 # NOGROUP: Redis restarted without persistence (or the stream was deleted).
                 log.warning("bus: consumer read failed", extra={"error": str(exc), "agent": self.agent_id})
+                drained = False
                 await backoff.wait()
                 with contextlib.suppress(*TRANSIENT_ERRORS, ResponseError):
                     await self._ensure_groups()
             except TRANSIENT_ERRORS:
                 bus_metrics.LISTENER_RECONNECTS.labels(kind="consumer").inc()
+                drained = False
                 await backoff.wait()
+
+    def _rotation(self) -> int:
+        self._reads += 1
+        return self._reads % self._per_lane
 
     def _accept(self, entries: list[tuple[str, str, str | None, int]]) -> None:
         for stream, entry_id, raw, deliveries in entries:
@@ -240,20 +286,17 @@ class RequestConsumer:
 
     # -- leases and reclaiming -----------------------------------------------------------------
 
-    async def _maintain_loop(self) -> None:
-        interval = max(self._options.claim_idle_ms / 3000, 0.05)
+    async def _lease_loop(self) -> None:
         backoff = Backoff()
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._lease_interval)
             try:
                 await self._renew_leases()
-                if not self._stopping and self._free() > 0:
-                    await self._reclaim()
                 backoff.reset()
             except TRANSIENT_ERRORS:
                 await backoff.wait()
             except ResponseError as exc:
-                log.warning("bus: lease/reclaim failed", extra={"error": str(exc), "agent": self.agent_id})
+                log.warning("bus: lease renewal failed", extra={"error": str(exc), "agent": self.agent_id})
 
     async def _renew_leases(self) -> None:
         by_stream: dict[str, list[str]] = {}
@@ -292,11 +335,12 @@ class RequestConsumer:
     async def _handle(self, held: _Held) -> None:
         ack = (held.stream, REQUEST_GROUP, held.entry_id)
         try:
-            request = await self._parse_or_dead_letter(held)
+            request = await self._parse_or_reject(held)
             if request is None:
                 return
             if held.deliveries > self._options.max_deliveries:
-                await self._give_up(held, request)
+                await self._rejecter.exhausted(held.stream, held.entry_id, held.raw, request, held.deliveries)
+                self.dead_letters += 1
                 return
             if request.is_expired():
                 response = AgentResponseEvent.for_request(
@@ -346,41 +390,12 @@ class RequestConsumer:
                 outcome.cancel()
             self._running.pop(request.request_id, None)
 
-    async def _parse_or_dead_letter(self, held: _Held) -> AgentRequestEvent | None:
+    async def _parse_or_reject(self, held: _Held) -> AgentRequestEvent | None:
         try:
             if held.raw is None:
                 raise ValueError(f"entry has no '{DATA_FIELD}' field")
             return AgentRequestEvent.from_json(held.raw)
         except (ValidationError, ValueError) as exc:
-            await dead_letter(
-                self._client,
-                self._keys,
-                stream=held.stream,
-                group=REQUEST_GROUP,
-                entry_id=held.entry_id,
-                raw=held.raw,
-                reason="malformed",
-                error=str(exc),
-                maxlen=self._options.dead_letter_maxlen,
-                delete_entry=True,
-            )
+            await self._rejecter.malformed(held.stream, held.entry_id, held.raw, str(exc))
             self.dead_letters += 1
             return None
-
-    async def _give_up(self, held: _Held, request: AgentRequestEvent) -> None:
-        error = f"request dead-lettered after {held.deliveries - 1} deliveries without an answer"
-        await dead_letter(
-            self._client,
-            self._keys,
-            stream=held.stream,
-            group=REQUEST_GROUP,
-            entry_id=held.entry_id,
-            raw=held.raw,
-            reason="max_deliveries",
-            error=error,
-            maxlen=self._options.dead_letter_maxlen,
-            delete_entry=True,
-        )
-        self.dead_letters += 1
-        response = AgentResponseEvent.for_request(request, self.agent_id, ResponseStatus.ERROR, error=error)
-        await self._publisher.publish(request, response)

@@ -6,18 +6,36 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-# Read from the most urgent non-empty lane only, in one round trip. KEYS are the request streams
-# lane by lane (ARGV[4] streams per lane); a lane is read only when every more urgent one is empty.
+# Claim at most ARGV[3] entries (the consumer's free slots), most urgent lane first. XREADGROUP's
+# COUNT applies per stream, so every stream is read on its own with the room still left: reading
+# a whole lane at once could claim COUNT entries from each of its streams and hoard work that an
+# idle replica could run. KEYS are the request streams lane by lane (ARGV[4] per lane); ARGV[5]
+# rotates the first stream read within a lane so that an agent's own stream and its capability
+# streams take turns. Returns {entries, tails}: tails (the last entry id of every stream, '0-0'
+# if empty) only when room is left, i.e. when every stream was drained; a waiter blocks on them.
 PRIORITY_READ_LUA = """
+local room = tonumber(ARGV[3])
 local per = tonumber(ARGV[4])
+local rotation = tonumber(ARGV[5])
+local found = {}
 for first = 1, #KEYS, per do
-  local args = {'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS'}
-  for j = first, first + per - 1 do args[#args + 1] = KEYS[j] end
-  for j = 1, per do args[#args + 1] = '>' end
-  local found = redis.call(unpack(args))
-  if found then return found end
+  for k = 0, per - 1 do
+    if room <= 0 then return {found, false} end
+    local key = KEYS[first + (k + rotation) % per]
+    local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', room, 'STREAMS', key, '>')
+    if got then
+      found[#found + 1] = got[1]
+      room = room - #got[1][2]
+    end
+  end
 end
-return false
+if room <= 0 then return {found, false} end
+local tails = {}
+for i = 1, #KEYS do
+  local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+  tails[i] = last[1] and last[1][1] or '0-0'
+end
+return {found, tails}
 """
 
 # Renew the lease on entries this consumer still owns (XCLAIM with min-idle 0 resets their idle
@@ -47,6 +65,17 @@ def parse_read(raw: Any) -> list[tuple[str, str, dict[str, str] | None]]:
     if not raw:
         return []
     return [(stream, entry[0], _fields(entry[1])) for stream, entries in raw for entry in entries]
+
+
+def batches_of(batches: Any) -> list[tuple[str, str, dict[str, str] | None]]:
+    """Flatten a redis-py XREADGROUP reply into (stream, entry id, fields)."""
+    return [(stream, entry_id, fields) for stream, items in batches or [] for entry_id, fields in items]
+
+
+def parse_priority_read(raw: Any) -> tuple[list[tuple[str, str, dict[str, str] | None]], list[str] | None]:
+    """The reply of PRIORITY_READ_LUA: the claimed entries, and the stream tails if all were drained."""
+    found, tails = raw
+    return parse_read(found), (list(tails) if tails else None)
 
 
 async def delivery_counts(client: aioredis.Redis, stream: str, group: str, ids: list[str]) -> dict[str, int]:

@@ -25,7 +25,9 @@ if ARGV[7] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 if ARGV[4] ~= '0' then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
+  -- NX: if two executions raced (a stalled replica's lease was taken over), the first stored answer,
+  -- which is also the first on the inbox and the one the requester kept, stays the answer.
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4], 'NX')
 end
 if ARGV[6] ~= '' then
   redis.call('XACK', KEYS[3], ARGV[5], ARGV[6])
@@ -63,11 +65,25 @@ class ReplyPublisher:
 
         Raises BusUnavailable after bounded retries; the entry then stays pending (not acknowledged).
         """
-        result_key = self._keys.result(request.request_id)
+        await self._submit(request.reply_to, response, ack=ack, remember=remember)
+
+    async def publish_to(self, reply_to: str, response: AgentResponseEvent) -> None:
+        """Answer on a reply stream without a parsed request (a malformed one); nothing is acknowledged."""
+        await self._submit(reply_to, response, ack=None, remember=False)
+
+    async def _submit(
+        self,
+        reply_to: str | None,
+        response: AgentResponseEvent,
+        *,
+        ack: tuple[str, str, str] | None,
+        remember: bool,
+    ) -> None:
+        result_key = self._keys.result(response.request_id)
         stream, group, entry_id = ack or (result_key, "", "")
         await self._batches.submit(
             _Reply(
-                keys=[request.reply_to or result_key, result_key, stream],
+                keys=[reply_to or result_key, result_key, stream],
                 args=[
                     response.to_json(),
                     self._options.inbox_maxlen,
@@ -75,7 +91,7 @@ class ReplyPublisher:
                     self._options.result_ttl_seconds if remember else 0,
                     group,
                     entry_id,
-                    "1" if request.reply_to else "0",
+                    "1" if reply_to else "0",
                 ],
             )
         )

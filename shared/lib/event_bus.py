@@ -27,7 +27,7 @@ from shared.lib.agent_events import (
     ResponseStatus,
     utc_now,
 )
-from shared.lib.bus_broadcast import EventHandler, Subscription
+from shared.lib.bus_broadcast import ALL_RETAINED, NEW_EVENTS, EventHandler, Subscription
 from shared.lib.bus_consumer import RequestConsumer
 from shared.lib.bus_execute import RequestHandler
 from shared.lib.bus_keys import DATA_FIELD, BusKeys, request_target
@@ -36,6 +36,8 @@ from shared.lib.bus_reply import ReplyPublisher
 from shared.lib.bus_requester import ResponseRouter
 
 __all__ = [
+    "ALL_RETAINED",
+    "NEW_EVENTS",
     "BusOptions",
     "BusStats",
     "BusUnavailable",
@@ -234,11 +236,21 @@ class EventBus:
         return entry_id
 
     async def subscribe(
-        self, pattern: str, handler: Callable[[InterAgentEvent], Awaitable[None]], group: str
+        self,
+        pattern: str,
+        handler: Callable[[InterAgentEvent], Awaitable[None]],
+        group: str,
+        *,
+        start: str = NEW_EVENTS,
     ) -> Subscription:
-        """Deliver events whose type matches pattern (fnmatch, e.g. "agent.*") to handler, once per group."""
+        """Deliver events whose type matches pattern (fnmatch, e.g. "agent.*") to handler, once per group.
+
+        start applies only when the group is created: "$" (default) delivers events emitted from
+        then on, "0" every event still on the stream too, an entry id the events after it. An
+        existing group resumes from its position.
+        """
         subscription = Subscription(
-            self._client, self.keys, self.options, pattern=pattern, handler=handler, group=group
+            self._client, self.keys, self.options, pattern=pattern, handler=handler, group=group, start=start
         )
         await with_retries(subscription.start, self.options.retry, "subscribe")
         self._subscriptions.append(subscription)

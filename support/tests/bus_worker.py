@@ -8,19 +8,39 @@ Modes (each answer may be delayed by --delay-ms of simulated work):
   hold-first  the first worker to execute a request (SET NX on a marker) pushes its name to
               f"{prefix}:test:started" and then hangs; any later execution answers like echo.
               The test SIGKILLs the hanging worker to force a redelivery.
+Flags for tests that observe the worker from outside:
+  --record    every execution first pushes {"worker", "request_id", "priority", "payload"} (JSON)
+              to f"{prefix}:test:executed" (the test BLPOPs or LRANGEs it)
+  --gate      then waits for a token on f"{prefix}:test:release:{name}" before answering
+  --non-idempotent  serve with idempotent=False (a duplicate is answered from the first result)
+
+`Worker.start(...)` launches one from a test and waits for its "ready".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from shared.lib.agent_events import AgentRequestEvent
 from shared.lib.bus_redis import BusOptions
 from shared.lib.event_bus import EventBus
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def executed_key(prefix: str) -> str:
+    return f"{prefix}:test:executed"
+
+
+def release_key(prefix: str, name: str) -> str:
+    return f"{prefix}:test:release:{name}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--claim-idle-ms", type=int, default=30_000)
     parser.add_argument("--delay-ms", type=int, default=0, help="simulated work per request")
+    parser.add_argument("--record", action="store_true", help="push each execution to a list")
+    parser.add_argument("--gate", action="store_true", help="answer only when released by the test")
+    parser.add_argument("--non-idempotent", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -44,6 +67,13 @@ async def serve(args: argparse.Namespace) -> None:
         client = bus.client
 
         async def handler(request: AgentRequestEvent) -> dict[str, Any]:
+            if args.record:
+                execution = {"worker": name, "request_id": request.request_id, "payload": request.payload}
+                await client.rpush(
+                    executed_key(args.prefix), json.dumps({**execution, "priority": request.priority})
+                )
+            if args.gate:
+                await client.blpop([release_key(args.prefix, name)], timeout=60)
             if args.mode == "hold-first":
                 marker = f"{args.prefix}:test:executing:{request.request_id}"
                 if await client.set(marker, name, nx=True, ex=300):
@@ -54,7 +84,12 @@ async def serve(args: argparse.Namespace) -> None:
             return {"echo": request.payload, "worker": name}
 
         await bus.serve_requests(
-            args.agent, args.capability, handler, concurrency=args.concurrency, consumer_name=name
+            args.agent,
+            args.capability,
+            handler,
+            concurrency=args.concurrency,
+            consumer_name=name,
+            idempotent=not args.non_idempotent,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -62,6 +97,39 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         print("ready", flush=True)
         await stop.wait()
+
+
+class Worker:
+    """This module in a child process, started from a test."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, *args: str) -> Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "support.tests.bus_worker", *args,
+            cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            line = await process.stdout.readline()
+        assert line.strip() == b"ready", f"worker did not start: {line!r}"
+        return cls(process)
+
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(10):
+                    await self.process.wait()
+            except TimeoutError:
+                await self.kill()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,56 +6,29 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
-from shared.lib.agent_events import AgentRequestEvent, AgentResponseEvent, ResponseStatus
+from shared.lib.agent_events import (
+    AgentRequestEvent,
+    AgentResponseEvent,
+    InterAgentEvent,
+    InterAgentEventType,
+    ResponseStatus,
+)
 from shared.lib.bus_keys import DATA_FIELD
 from shared.lib.bus_redis import BusOptions, BusUnavailable
 from shared.lib.event_bus import EventBus
-from support.tests.infra import REPO_ROOT
+from support.tests.bus_helpers import Collector, InboxReader, eventually, group_drained
+from support.tests.bus_worker import Worker
 
 pytestmark = pytest.mark.chaos
-
-
-class Worker:
-    """support/tests/bus_worker.py in a child process."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    @classmethod
-    async def start(cls, *args: str) -> Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "support.tests.bus_worker", *args,
-            cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        assert process.stdout is not None
-        async with asyncio.timeout(30):
-            line = await process.stdout.readline()
-        assert line.strip() == b"ready", f"worker did not start: {line!r}"
-        return cls(process)
-
-    async def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(10):
-                    await self.process.wait()
-            except TimeoutError:
-                await self.kill()
 
 
 @pytest.fixture
@@ -172,32 +145,108 @@ async def test_redis_killed_and_restarted_mid_traffic_loses_no_accepted_request(
     # Each request takes 20 ms, so some are executing when Redis dies and their answers must wait.
     args += ["--claim-idle-ms", "1000", "--delay-ms", "20"]
     workers.append(await Worker.start(*args, "--name", "worker-1"))
-    total, answered_before_outage = 120, 30
+    total, answered_before_outage, events_per_phase = 120, 30, 40
+    groups = ("audit", "dashboard")
+    # n -> "before"/"after": when send_request returned, i.e. when Redis had accepted the request.
+    accepted: dict[int, str] = {}
+    refused: set[int] = set()
+    killed = False
     answered = asyncio.Event()
-    results: dict[int, AgentResponseEvent | BaseException] = {}
-    async with EventBus(private_redis.url, prefix, agent_id="orchestrator", options=BusOptions()) as bus:
+    async with (
+        EventBus(private_redis.url, prefix, agent_id="orchestrator", options=BusOptions()) as bus,
+        InboxReader(bus.client, f"{bus.keys.root}:inbox:test:chaos") as inbox,
+    ):
+        received = {group: Collector() for group in groups}
+        for group in groups:
+            await bus.subscribe("*", received[group], group=group)
         gate = asyncio.Semaphore(10)
+        sent = [request(n).model_copy(update={"reply_to": inbox.stream}) for n in range(total)]
 
         async def one(n: int) -> None:
             async with gate:
                 try:
-                    results[n] = await bus.request_agent(request(n))
-                except BusUnavailable as exc:  # not accepted: allowed, but must be loud
-                    results[n] = exc
-                if len(results) >= answered_before_outage:
+                    await bus.send_request(sent[n])
+                except BusUnavailable:  # not accepted: allowed, but must be loud
+                    refused.add(n)
+                    return
+                accepted[n] = "after" if killed else "before"
+                await inbox.wait_for(sent[n].request_id, seconds=90)
+                if sum(inbox.answered(r.request_id) for r in sent) >= answered_before_outage:
                     answered.set()
 
         traffic = asyncio.gather(*(one(n) for n in range(total)))
         async with asyncio.timeout(30):
             await answered.wait()
-        unanswered_at_kill = total - len(results)
+        in_flight_at_kill = {n for n, when in accepted.items() if not inbox.answered(sent[n].request_id)}
+        # Emitted just before the kill, so the subscribers are still at them; every emit returns
+        # before it, though: none is in flight, so none can be written twice.
+        emitted = await emit_events(bus, range(events_per_phase))
+        killed = True
         private_redis.kill()
         private_redis.start()  # same port, same AOF
+        emitted += await emit_events(bus, range(events_per_phase, 2 * events_per_phase))
         async with asyncio.timeout(90):
             await traffic
-    accepted = {n: r for n, r in results.items() if isinstance(r, AgentResponseEvent)}
-    assert len(results) == total and unanswered_at_kill > 0
-    assert len(accepted) >= answered_before_outage
-    for n, response in accepted.items():
-        assert response.status is ResponseStatus.SUCCESS, (n, response.error)
-        assert response.result == {"echo": {"n": n}, "worker": "worker-1"}
+        for group in groups:
+            await received[group].wait_for(len(emitted), seconds=30)
+            # Nothing left pending: no redelivery can still add a duplicate after the count below.
+            await eventually(lambda g=group: group_drained(bus, g), seconds=30, what=f"group {group} acked")
+    before = [n for n, when in accepted.items() if when == "before"]
+    assert in_flight_at_kill and len(accepted) + len(refused) == total
+    assert len(before) >= answered_before_outage
+    for n, when in accepted.items():
+        answers = inbox.answers[sent[n].request_id]
+        assert all(a.status is ResponseStatus.SUCCESS for a in answers), (n, [a.error for a in answers])
+        assert answers[0].result == {"echo": {"n": n}, "worker": "worker-1"}
+        if when == "before":
+            # One answer, though it may be written twice when Redis died between writing it and replying.
+            assert {a.response_id for a in answers} == {answers[0].response_id}, n
+    for group in groups:
+        assert sorted(e.payload["n"] for e in received[group].events) == emitted, group
+
+
+def event(n: int) -> InterAgentEvent:
+    return InterAgentEvent(
+        event_type=InterAgentEventType.WORKFLOW_CHECKPOINT, source_agent="chaos", payload={"n": n}
+    )
+
+
+async def emit_events(bus: EventBus, numbers: range) -> list[int]:
+    for n in numbers:
+        await bus.emit(event(n))
+    return list(numbers)
+
+
+async def test_event_whose_ack_was_lost_in_an_outage_is_not_handled_again(
+    private_redis: PrivateRedis,
+) -> None:
+    options = BusOptions(block_ms=100, subscriber_retry_ms=100)
+    received = Collector()
+    handled_first = asyncio.Event()
+
+    async def handler(item: InterAgentEvent) -> None:
+        await received(item)
+        if item.payload["n"] == 0 and not handled_first.is_set():
+            private_redis.kill()  # handled, and Redis dies before the acknowledgement is sent
+            handled_first.set()
+
+    reconnects = {"kind": "subscriber"}
+    before = REGISTRY.get_sample_value("devtools_bus_listener_reconnects_total", reconnects) or 0.0
+    async with EventBus(private_redis.url, "chaos", agent_id="audit", options=options) as bus:
+        await bus.subscribe("*", handler, group="audit")
+        await bus.emit(event(0))
+        async with asyncio.timeout(15):
+            await handled_first.wait()
+
+        async def ack_failed() -> bool:  # the listener hit the dead Redis while acknowledging
+            return (
+                REGISTRY.get_sample_value("devtools_bus_listener_reconnects_total", reconnects) or 0
+            ) > before
+
+        await eventually(ack_failed, what="the subscriber to lose Redis")
+        private_redis.start()
+        await bus.emit(event(1))
+        await received.wait_for(2)
+        # The unacknowledged event comes back after subscriber_retry_ms; it must be acked, not handled.
+        await eventually(lambda: group_drained(bus, "audit"), what="event 0 acknowledged")
+    assert sorted(e.payload["n"] for e in received.events) == [0, 1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,7 +13,8 @@ from shared.config import load_settings
 from shared.lib.agent_events import AgentRequestEvent, InterAgentEvent, InterAgentEventType
 from shared.lib.bus_keys import DATA_FIELD
 from shared.lib.bus_redis import BusOptions, BusUnavailable, RetryPolicy
-from shared.lib.event_bus import EventBus
+from shared.lib.event_bus import ALL_RETAINED, EventBus
+from support.tests.bus_helpers import Collector, eventually, group_drained
 
 pytestmark = pytest.mark.integration
 
@@ -28,31 +29,6 @@ async def bus(redis_url: str, redis_prefix: str) -> AsyncIterator[EventBus]:
 
 def event(kind: InterAgentEventType, n: int) -> InterAgentEvent:
     return InterAgentEvent(event_type=kind, source_agent="registry", payload={"n": n})
-
-
-class Collector:
-    """Records delivered events (with the member that got them) and lets a test await a number of them."""
-
-    def __init__(self) -> None:
-        self.events: list[InterAgentEvent] = []
-        self.members: list[str] = []
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, received: InterAgentEvent) -> None:
-        await self.record(received, "")
-
-    def member(self, name: str) -> Callable[[InterAgentEvent], Awaitable[None]]:
-        return lambda received: self.record(received, name)
-
-    async def record(self, received: InterAgentEvent, member: str) -> None:
-        async with self._changed:
-            self.events.append(received)
-            self.members.append(member)
-            self._changed.notify_all()
-
-    async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(15), self._changed:
-            await self._changed.wait_for(lambda: len(self.events) >= count)
 
 
 async def test_each_group_receives_each_event_once(redis_url: str, redis_prefix: str, bus: EventBus) -> None:
@@ -83,6 +59,49 @@ async def test_pattern_selects_event_types(bus: EventBus) -> None:
     await agents.wait_for(1)
     assert [e.event_id for e in agents.events] == [status.event_id]
     assert subscription.skipped == 1 and subscription.delivered == 1
+
+
+async def test_new_group_starts_with_the_next_event_by_default(bus: EventBus) -> None:
+    await bus.emit(event(InterAgentEventType.TASK_COMPLETED, 0))
+    received = Collector()
+    subscription = await bus.subscribe("*", received, group="late")
+    later = event(InterAgentEventType.TASK_COMPLETED, 1)
+    await bus.emit(later)
+    await received.wait_for(1)
+    # Delivery follows stream order: had event 0 been delivered, it would have come first.
+    assert [e.event_id for e in received.events] == [later.event_id]
+    assert subscription.start_id == "$"
+
+
+async def test_new_group_can_start_from_the_oldest_retained_event(bus: EventBus) -> None:
+    earlier = [event(InterAgentEventType.TASK_COMPLETED, n) for n in range(3)]
+    for item in earlier:
+        await bus.emit(item)
+    received = Collector()
+    await bus.subscribe("*", received, group="replay", start=ALL_RETAINED)
+    await received.wait_for(3)
+    assert [e.event_id for e in received.events] == [e.event_id for e in earlier]
+
+
+async def test_existing_group_resumes_from_its_position_whatever_the_start(bus: EventBus) -> None:
+    first, second = Collector(), Collector()
+    subscription = await bus.subscribe("*", first, group="resume")
+    handled = event(InterAgentEventType.TASK_COMPLETED, 0)
+    await bus.emit(handled)
+    await first.wait_for(1)
+    # Acknowledged, so nothing of the first member's is left pending for the second to take over.
+    await eventually(lambda: group_drained(bus, "resume"), what="event 0 acknowledged")
+    await subscription.stop()
+    await bus.subscribe("*", second, group="resume", start=ALL_RETAINED)
+    following = event(InterAgentEventType.TASK_COMPLETED, 1)
+    await bus.emit(following)
+    await second.wait_for(1)
+    assert [e.event_id for e in second.events] == [following.event_id]
+
+
+async def test_subscribe_rejects_a_bad_start(bus: EventBus) -> None:
+    with pytest.raises(ValueError, match="start: expected"):
+        await bus.subscribe("*", Collector(), group="g", start="beginning")
 
 
 async def test_failing_handler_is_counted_retried_and_listener_survives(bus: EventBus) -> None:
