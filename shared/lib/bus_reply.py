@@ -6,6 +6,7 @@ its published answer. Responses finished in the same loop turn go out in one pip
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -37,6 +38,9 @@ if ARGV[6] ~= '' then
 end
 return 1
 """
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,14 @@ class ReplyPublisher:
         remember: bool,
     ) -> None:
         result_key = self._keys.result(response.request_id)
+        if reply_to is not None and not reply_to.startswith(f"{self._keys.root}:inbox:"):
+            # reply_to comes from the request: answering on any other key would let a requester make
+            # agents write into arbitrary Redis keys (and a non-stream key fails every redelivery).
+            log.warning(
+                "reply_to is not a bus inbox; answer not published",
+                extra={"request_id": response.request_id, "reply_to": reply_to[:200]},
+            )
+            reply_to = None
         stream, group, entry_id = ack or (result_key, "", "")
         await self._batches.submit(
             _Reply(

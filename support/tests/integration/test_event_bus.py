@@ -20,6 +20,7 @@ from shared.lib.agent_events import (
 from shared.lib.bus_keys import DATA_FIELD, REQUEST_GROUP, agent_target
 from shared.lib.bus_redis import BusOptions
 from shared.lib.event_bus import EventBus
+from support.tests.bus_helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -358,3 +359,27 @@ def test_any_target_requires_capability() -> None:
         request(target_agent="any")
     with pytest.raises(ValueError, match="timeout_seconds"):
         request(timeout_seconds=0)
+
+
+async def test_reply_to_outside_the_bus_inboxes_is_never_written(
+    requester: EventBus, server: EventBus
+) -> None:
+    executions: list[str] = []
+
+    async def handler(req: AgentRequestEvent) -> dict[str, Any]:
+        executions.append(req.request_id)
+        return {"ok": True}
+
+    victim = f"{requester.keys.root}:victim"
+    await requester.client.set(victim, "precious")  # a plain key: XADD to it would fail (WRONGTYPE)
+    await requester.send_request(request(reply_to=victim))
+    await server.serve_requests("code-review", [], handler)
+    stream = requester.keys.request_stream(agent_target("code-review"), RequestPriority.NORMAL)
+
+    async def handled() -> bool:
+        groups = await requester.client.xinfo_groups(stream)
+        return bool(executions) and all(int(g["pending"]) == 0 for g in groups)
+
+    await eventually(handled, what="the request handled and acknowledged")
+    assert executions and len(set(executions)) == 1  # executed once, not redelivered after a failed reply
+    assert await requester.client.get(victim) == "precious"
