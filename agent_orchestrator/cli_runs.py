@@ -18,11 +18,18 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
-async def _prune(database_url: str, older_than: str, keep_last: int | None) -> PruneReport:
+async def _prune(
+    database_url: str, older_than: str, keep_last: int | None, runs_older_than: str | None
+) -> PruneReport:
     retention = parse_duration(older_than)
+    runs_retention = (
+        None if runs_older_than is None else parse_duration(runs_older_than, name="--runs-older-than")
+    )
     pool = await open_pool(database_url, min_size=1, max_size=1, name="devtools-prune")
     try:
-        return await prune_checkpoints(pool, older_than=retention, keep_last=keep_last)
+        return await prune_checkpoints(
+            pool, older_than=retention, keep_last=keep_last, runs_older_than=runs_retention
+        )
     finally:
         await pool.close()
 
@@ -34,12 +41,19 @@ def prune_command(
     keep_last: Annotated[
         int | None, typer.Option("--keep-last", help="keep only the last K checkpoints of every other thread")
     ] = None,
+    runs_older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--runs-older-than", help="also delete finished runs themselves past this age, e.g. 90d"
+        ),
+    ] = None,
 ) -> None:
-    """Delete checkpoints of runs finished longer ago than --older-than; trim threads to --keep-last."""
+    """Delete checkpoints and events of runs finished longer ago than --older-than; trim threads to
+    --keep-last; with --runs-older-than, delete finished runs past that age altogether."""
     try:
         settings = load_settings()
         database_url = settings.database_url or resolve_backends(settings).database_url
-        report = asyncio.run(_prune(database_url, older_than, keep_last))
+        report = asyncio.run(_prune(database_url, older_than, keep_last, runs_older_than))
     except (SettingsError, PruneArgumentError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -49,7 +63,8 @@ def prune_command(
     console.print(
         f"deleted {report.threads_deleted} expired threads; trimmed {report.threads_trimmed} threads; "
         f"removed {report.checkpoints_deleted} checkpoints, {report.writes_deleted} writes, "
-        f"{report.blobs_deleted} blobs"
+        f"{report.blobs_deleted} blobs, {report.events_deleted} run events; "
+        f"deleted {report.runs_deleted} runs"
     )
     if report.skipped_delta_threads:
         console.print(f"skipped (DeltaChannel threads): {', '.join(report.skipped_delta_threads)}")

@@ -3,6 +3,7 @@ history and replay. Mounted on the orchestrator's app (see `api.app`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -72,7 +73,8 @@ async def create_run(body: CreateRun, rt: Runtime, who: Writer) -> Run:
     except UnknownWorkflow as exc:
         raise HTTPException(404, error_body(str(exc), field="workflow")) from None
     try:
-        parsed = spec.input_model.model_validate(body.input)
+        # Input checks may look at the local disk and run git (a repository path): off the loop.
+        parsed = await asyncio.to_thread(spec.input_model.model_validate, body.input)
     except ValidationError as exc:
         fields = [{**f, "field": f"input.{f['field']}"} for f in validation_fields(exc.errors())]
         names = ", ".join(f["field"] for f in fields)

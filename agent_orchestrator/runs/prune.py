@@ -1,8 +1,11 @@
-"""Checkpoint retention: what the upstream Postgres saver does not offer.
+"""Checkpoint and run retention: what the upstream Postgres saver does not offer.
 
 1. Finished runs (succeeded, failed, cancelled) whose `finished_at` is older than the
-   retention lose their whole thread (checkpoints, writes, blobs). The run row and its
-   events stay: they are the record of what ran.
+   retention lose their whole thread (checkpoints, writes, blobs) and their progress events
+   (`run_events`). The run row (status, result, error, lineage) stays as the record of what ran,
+   unless a run retention is given (`runs_older_than`): finished runs older than that are
+   deleted with everything they own (events, recorded effects, thread). A run that still has
+   forks (replays) is kept: a fork's exactly-once record reaches into its parent's effects.
 2. Every other thread keeps only its last K checkpoints per namespace (newest by
    checkpoint id, which LangGraph makes time-ordered). Writes of deleted checkpoints go,
    blobs that no kept checkpoint references go, and a kept checkpoint whose parent was
@@ -38,6 +41,17 @@ DELETE_THREADS_SQL = (
     ("writes", "DELETE FROM checkpoint_writes WHERE thread_id = ANY(%s)"),
     ("blobs", "DELETE FROM checkpoint_blobs WHERE thread_id = ANY(%s)"),
 )
+FINISHED = "('succeeded', 'failed', 'cancelled')"
+EXPIRED_EVENTS_SQL = f"""
+DELETE FROM run_events e USING runs r
+WHERE e.run_id = r.id AND r.status IN {FINISHED} AND r.finished_at < now() - %s
+"""
+EXPIRED_RUNS_SQL = f"""
+DELETE FROM runs r
+WHERE r.status IN {FINISHED} AND r.finished_at < now() - %s
+  AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_run_id = r.id)
+RETURNING r.id::text AS thread_id
+"""
 OVERFULL_SQL = """
 SELECT c.thread_id, c.checkpoint_ns FROM checkpoints c
 WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id::text = c.thread_id AND r.status = 'running')
@@ -91,6 +105,8 @@ class PruneReport:
     checkpoints_deleted: int = 0
     writes_deleted: int = 0
     blobs_deleted: int = 0
+    events_deleted: int = 0
+    runs_deleted: int = 0
     skipped_delta_threads: list[str] = field(default_factory=list)
 
 
@@ -115,19 +131,35 @@ def parse_duration(text: str, *, name: str = "--older-than") -> timedelta:
     return timedelta(**{units[unit]: value})
 
 
+async def _delete_threads(conn: AsyncConnection, threads: list[str], report: PruneReport) -> None:
+    """Delete whole threads; call inside a transaction."""
+    counts = {what: (await conn.execute(sql, (threads,))).rowcount for what, sql in DELETE_THREADS_SQL}
+    report.checkpoints_deleted += counts["checkpoints"]
+    report.writes_deleted += counts["writes"]
+    report.blobs_deleted += counts["blobs"]
+
+
 async def _delete_expired(conn: AsyncConnection, older_than: timedelta, report: PruneReport) -> None:
+    async with conn.transaction():
+        report.events_deleted += (await conn.execute(EXPIRED_EVENTS_SQL, (older_than,))).rowcount
     cur = await conn.execute(EXPIRED_THREADS_SQL, (older_than,))
     threads = [r["thread_id"] for r in await cur.fetchall()]  # type: ignore[index,call-overload]
     if not threads:
         return
     async with conn.transaction():
-        counts = {}
-        for what, sql in DELETE_THREADS_SQL:
-            counts[what] = (await conn.execute(sql, (threads,))).rowcount
+        await _delete_threads(conn, threads, report)
     report.threads_deleted += len(threads)
-    report.checkpoints_deleted += counts["checkpoints"]
-    report.writes_deleted += counts["writes"]
-    report.blobs_deleted += counts["blobs"]
+
+
+async def _delete_runs(conn: AsyncConnection, older_than: timedelta, report: PruneReport) -> None:
+    # Events and recorded effects go with the row (ON DELETE CASCADE); the thread is no table's
+    # child, so it is deleted here, in the same transaction.
+    async with conn.transaction():
+        cur = await conn.execute(EXPIRED_RUNS_SQL, (older_than,))
+        runs = [r["thread_id"] for r in await cur.fetchall()]  # type: ignore[index,call-overload]
+        if runs:
+            await _delete_threads(conn, runs, report)
+    report.runs_deleted += len(runs)
 
 
 async def _trim_thread(conn: AsyncConnection, thread: str, ns: str, keep: int, report: PruneReport) -> None:
@@ -153,9 +185,14 @@ async def _trim_thread(conn: AsyncConnection, thread: str, ns: str, keep: int, r
 
 
 async def prune_checkpoints(
-    pool: AsyncConnectionPool, *, older_than: timedelta, keep_last: int | None
+    pool: AsyncConnectionPool,
+    *,
+    older_than: timedelta,
+    keep_last: int | None,
+    runs_older_than: timedelta | None = None,
 ) -> PruneReport:
-    """Apply both retention rules (see the module docstring); `keep_last=None` skips trimming."""
+    """Apply the retention rules (see the module docstring); `keep_last=None` skips trimming and
+    `runs_older_than=None` keeps every run row."""
     if keep_last is not None and keep_last < 1:
         raise PruneArgumentError(f"--keep-last: must be at least 1 (got {keep_last})")
     report = PruneReport()
@@ -163,6 +200,8 @@ async def prune_checkpoints(
         ok = await (await conn.execute(TABLES_EXIST_SQL)).fetchone()
         if not ok or not ok["ok"]:  # type: ignore[call-overload]
             return report  # the saver never ran here: nothing to prune
+        if runs_older_than is not None:
+            await _delete_runs(conn, runs_older_than, report)
         await _delete_expired(conn, older_than, report)
         if keep_last is not None:
             cur = await conn.execute(OVERFULL_SQL, (keep_last,))

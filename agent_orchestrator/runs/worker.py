@@ -50,6 +50,11 @@ class TransientRunError(Exception):
     """Raise from a node for a failure worth retrying the whole run later (after backoff)."""
 
 
+class RunFailed(RuntimeError):
+    """Raise from a node when the run ended without doing its job (its verdict, not a bug):
+    the run fails at once with the message, logged as one line without a traceback."""
+
+
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientRunError,
     psycopg.OperationalError,
@@ -98,6 +103,9 @@ class Worker:
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or new_worker_id()
         self._wake = asyncio.Event()
+        # Set while the worker waits with a free slot and no timer: only a NOTIFY (or a freed
+        # slot, or stop) can wake it then. Observable, so a test can prove the wake-up.
+        self.idle_without_timer = asyncio.Event()
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._runs: dict[uuid.UUID, Run] = {}
 
@@ -120,9 +128,12 @@ class Worker:
                     # The database is unreachable: nothing can be claimed; try again shortly.
                     log.warning("claim failed", extra={"worker": self.worker_id, "error": str(exc)})
                     timeout = DB_RETRY_SECONDS
+                if timeout is None and len(self._tasks) < self.options.concurrency:
+                    self.idle_without_timer.set()
                 wake_waiter = asyncio.create_task(self._wake.wait())
                 await asyncio.wait({wake_waiter, stop_waiter}, timeout=timeout, return_when="FIRST_COMPLETED")
                 wake_waiter.cancel()
+                self.idle_without_timer.clear()
         finally:
             sub.close()
             stop_waiter.cancel()
@@ -213,11 +224,15 @@ class Worker:
         retry_in: float | None = None
         if isinstance(exc, TRANSIENT_ERRORS):
             retry_in = min(self.options.retry_base_seconds * 2**run.failures, MAX_BACKOFF_SECONDS)
-        log.warning(
-            "run execution failed",
-            extra={"run_id": str(run.id), "error": error, "retry_in": retry_in},
-            exc_info=not isinstance(exc, (*TRANSIENT_ERRORS, UnknownWorkflow, ValidationError)),
-        )
+        if isinstance(exc, RunFailed):
+            # An expected outcome (the report is in the state): one line, no traceback.
+            log.warning("run failed: %s", exc, extra={"run_id": str(run.id), "workflow": run.workflow})
+        else:
+            log.warning(
+                "run execution failed",
+                extra={"run_id": str(run.id), "error": error, "retry_in": retry_in},
+                exc_info=not isinstance(exc, (*TRANSIENT_ERRORS, UnknownWorkflow, ValidationError)),
+            )
         status = await self.queue.fail(run, self.worker_id, error[:4000], retry_in)
         return "retry" if status == "queued" else "failed"
 
@@ -229,7 +244,8 @@ class Worker:
         ctx = RunContext(run.id, run.workflow, run.attempts, self.worker_id, self.pool)
         graph_input: Any
         if await saver.aget_tuple(config) is None:
-            graph_input = spec.start_state(run.input, str(run.id))
+            # The input is validated again (it may check the disk, e.g. a repository): off the loop.
+            graph_input = await asyncio.to_thread(spec.start_state, run.input, str(run.id))
         else:
             pending = (await graph.aget_state(config)).interrupts
             if run.resume is not None and pending:

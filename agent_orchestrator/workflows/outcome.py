@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent_orchestrator.runs.worker import RunFailed
 from shared.langgraph.state import utc_now_iso
 
 
-class WorkflowFailed(RuntimeError):
+class WorkflowFailed(RunFailed):
     """The workflow finished without doing its job (changes requested, tests failed, rejected...).
 
     Raised by the last node, after the report is in the state: the run is `failed` with this

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent_orchestrator.workflows.agent_calls import AGENT_RETRY, AgentCallFailed, call_agent
+from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import docs_report
 from shared.langgraph.state import MultiAgentState, utc_now_iso
@@ -33,6 +34,16 @@ class ParallelDocsInput(BaseModel):
     ref: str | None = Field(None, min_length=1, description="document this ref (default: the working tree)")
     packages: list[str] | None = Field(None, description="api: only these top-level packages")
     timeout_seconds: float = Field(120, gt=0, le=3600)
+
+    @field_validator("repo")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        return git_repository(value)
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else git_ref(info.data.get("repo"), value)
 
     @field_validator("doc_types")
     @classmethod

@@ -22,7 +22,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent_orchestrator.runs.context import current_run
 from agent_orchestrator.runs.effects import run_once
@@ -34,6 +34,7 @@ from agent_orchestrator.workflows.agent_calls import (
     workflow_services,
 )
 from agent_orchestrator.workflows.approval_policy import DEFAULT_MAX_AUTO_APPROVE_LINES, decide_approval
+from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import pr_deployment_report
 from shared.langgraph.state import MultiAgentState, utc_now_iso
@@ -55,6 +56,16 @@ class PRDeploymentInput(BaseModel):
     test_timeout_seconds: float = Field(600, gt=0, le=7200)
     deploy_timeout_seconds: float = Field(300, gt=0, le=3600)
     lock_wait_seconds: float = Field(300, ge=0, le=3600)
+
+    @field_validator("repo")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        return git_repository(value)
+
+    @field_validator("head", "base")
+    @classmethod
+    def _ref(cls, value: str, info: ValidationInfo) -> str:
+        return git_ref(info.data.get("repo"), value)
 
 
 class PRDeploymentState(MultiAgentState, total=False):
@@ -235,9 +246,13 @@ def after_deploy(state: PRDeploymentState) -> str:
 
 async def verify(state: PRDeploymentState) -> dict[str, Any]:
     env, run_id = state["environment"], state["task_id"]
-    health = await call_agent(
-        "infrastructure", "HEALTH_CHECK", {"environment": env}, timeout=30, correlation_id=run_id
-    )
+    try:
+        health = await call_agent(
+            "infrastructure", "HEALTH_CHECK", {"environment": env}, timeout=30, correlation_id=run_id
+        )
+    except AgentCallFailed as exc:
+        # No healthy answer is no proof the release works: treat it as unhealthy and roll back.
+        health = {"healthy": False, "status": "unknown", "reason": f"health check failed: {exc.message}"}
     released = state["deploy"].get("release_id")
     if health.get("healthy") and health.get("release_id") == released:
         return {

@@ -16,8 +16,10 @@ def main() -> int:
         print("no benchmarks found")
         return 1
     for name in names:
-        print(f"\n=== {name} ===", flush=True)
         module = importlib.import_module(f"support.bench.{name}")
+        if getattr(module, "INCLUDED_IN", None):
+            continue  # its figures are part of another benchmark's output: not run twice
+        print(f"\n=== {name} ===", flush=True)
         runner = getattr(module, "main", None)
         if runner is None:
             print(f"{name}: no main() — skipped")

@@ -1,24 +1,35 @@
-"""Flagship benchmark: parallel_docs runs per second through the real services.
+"""Flagship benchmark: parallel_docs runs per second through the real services, against the same
+documentation work asked for directly over the bus.
 
     .venv/bin/python -m support.bench.bench_flagship [--runs 16] [--concurrency 1,4,8]
+
+Part of `python -m support.bench.bench_workflows`, which prints these figures together with the
+checkpoint overhead (so `make bench` does not run this module on its own as well).
 
 Starts the registry, the documentation agent and the orchestrator service (one worker that
 executes up to max(concurrency) runs at once) as processes on a scratch database, a scratch
 Redis prefix and a scratch data folder, against a generated sample repository. For each
-concurrency N it enqueues `--runs` parallel_docs runs (three documents each: one `Send`
-branch per type to the documentation agent, merge, write) keeping at most N in flight, and
-prints completed runs per second (enqueue to last finish). Bounded: about a minute.
+concurrency N:
+  - workflow: `--runs` parallel_docs runs (three documents each: one `Send` branch per type to the
+    documentation agent, merge, write) with at most N in flight; completed runs per second;
+  - direct: the same number of sets of three GENERATE_DOCS bus requests (the same doc types, the
+    three of a set in parallel) with at most N sets in flight; sets per second. It is what the
+    agent can deliver without the workflow engine, so workflow/direct is the engine's share.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -26,11 +37,14 @@ import redis
 
 from agent_orchestrator.runs_client import OrchestratorClient
 from agent_orchestrator.sample_repo import create_sample_repo
+from agent_orchestrator.workflows.parallel_docs import DEFAULT_DOC_TYPES
 from shared import migrations
 from shared.config import load_settings
 from shared.db import with_database
 from shared.embedded import embedded_servers
-from support.tests.agents.processes import (
+from shared.lib.agent_events import AgentRequestEvent, ResponseStatus
+from shared.lib.event_bus import EventBus
+from support.bench.processes import (
     PLATFORM_TOKEN,
     free_port,
     registry_record,
@@ -39,10 +53,22 @@ from support.tests.agents.processes import (
     wait_until,
 )
 
+# Run by bench_workflows: `make bench` (support/bench/__main__.py) skips it on its own.
+INCLUDED_IN = "bench_workflows"
 DEADLINE_SECONDS = 240.0
+REQUEST_TIMEOUT_SECONDS = 120.0
 
 
-def measure(client: OrchestratorClient, repo: Path, out: Path, runs: int, concurrency: int) -> float:
+@dataclass
+class DocsPlatform:
+    client: OrchestratorClient
+    repo: Path
+    scratch: Path
+    redis_url: str
+    redis_prefix: str
+
+
+def measure_runs(client: OrchestratorClient, repo: Path, out: Path, runs: int, concurrency: int) -> float:
     """Runs/s with at most `concurrency` runs in flight (submitted as earlier ones finish)."""
     started = time.monotonic()
     in_flight: deque[str] = deque()
@@ -61,7 +87,40 @@ def measure(client: OrchestratorClient, repo: Path, out: Path, runs: int, concur
     return runs / (time.monotonic() - started)
 
 
-def run(args: argparse.Namespace) -> None:
+async def _generate(bus: EventBus, repo: Path, doc_type: str) -> None:
+    event = AgentRequestEvent(
+        source_agent="bench",
+        target_agent="documentation",
+        request_type="GENERATE_DOCS",
+        payload={"repo": str(repo), "doc_type": doc_type},
+        timeout_seconds=REQUEST_TIMEOUT_SECONDS,
+    )
+    response = await bus.request_agent(event, timeout=REQUEST_TIMEOUT_SECONDS)
+    if response.status != ResponseStatus.SUCCESS:
+        raise RuntimeError(f"GENERATE_DOCS {doc_type}: {response.status.value}: {response.error}")
+
+
+async def _measure_direct(platform: DocsPlatform, sets: int, concurrency: int) -> float:
+    async with EventBus(platform.redis_url, platform.redis_prefix, agent_id="bench") as bus:
+        remaining = iter(range(sets))
+
+        async def lane() -> None:
+            for _ in remaining:  # lanes share the iterator: `sets` sets in all
+                await asyncio.gather(*(_generate(bus, platform.repo, t) for t in DEFAULT_DOC_TYPES))
+
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(concurrency))), DEADLINE_SECONDS)
+        return sets / (time.monotonic() - started)
+
+
+def measure_direct(platform: DocsPlatform, sets: int, concurrency: int) -> float:
+    """Sets of GENERATE_DOCS (one request per doc type, in parallel) per second, N sets in flight."""
+    return asyncio.run(_measure_direct(platform, sets, concurrency))
+
+
+@contextlib.contextmanager
+def docs_platform(concurrency: int) -> Iterator[DocsPlatform]:
+    """Registry, documentation agent and orchestrator on scratch state; everything removed after."""
     settings = load_settings()
     servers = embedded_servers(settings.data_dir)
     server_url = settings.database_url or servers[0].ensure_running()
@@ -70,7 +129,6 @@ def run(args: argparse.Namespace) -> None:
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     database_url = with_database(server_url, name)
-    levels = [int(c) for c in args.concurrency.split(",")]
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     try:
         migrations.upgrade(database_url)
@@ -94,7 +152,7 @@ def run(args: argparse.Namespace) -> None:
                 docs_env = {**env, "DEVTOOLS_DOCUMENTATION_PORT": str(docs_port)}
                 docs = start_service("documentation", "services.documentation", docs_env, docs_port, logs)
                 orch_env = {**env, "DEVTOOLS_ORCHESTRATOR_PORT": str(orch_port),
-                            "DEVTOOLS_ORCHESTRATOR_CONCURRENCY": str(max(levels))}  # fmt: skip
+                            "DEVTOOLS_ORCHESTRATOR_CONCURRENCY": str(concurrency)}  # fmt: skip
                 orch = start_service("orchestrator", "agent_orchestrator.service", orch_env, orch_port, logs)
                 try:
                     wait_until(
@@ -102,13 +160,7 @@ def run(args: argparse.Namespace) -> None:
                     )
                     repo = create_sample_repo(root / "repo", free_port())
                     with OrchestratorClient(orch.url, PLATFORM_TOKEN, timeout=60) as client:
-                        measure(client, repo.path, root / "warm", 2, 1)  # imports, pools, first requests
-                        print(
-                            f"parallel_docs (3 documents per run, real documentation agent), {args.runs} runs"
-                        )
-                        for level in levels:
-                            rate = measure(client, repo.path, root / "out", args.runs, level)
-                            print(f"  {level:2d} concurrent runs  {rate:6.2f} runs/s", flush=True)
+                        yield DocsPlatform(client, repo.path, root, redis_url, prefix)
                 finally:
                     orch.terminate()
                     docs.terminate()
@@ -122,6 +174,33 @@ def run(args: argparse.Namespace) -> None:
         client.close()
 
 
+def flagship_figures(runs: int, levels: list[int]) -> None:
+    """Print workflow runs/s and direct sets/s per concurrency level, and their ratio."""
+    with docs_platform(max(levels)) as platform:
+        # Warm-up: imports, pools and first requests on both paths.
+        measure_runs(platform.client, platform.repo, platform.scratch / "warm", 2, 1)
+        measure_direct(platform, 2, 1)
+        print(
+            f"parallel_docs: {len(DEFAULT_DOC_TYPES)} documents per run, real documentation agent, "
+            f"{runs} runs per level"
+        )
+        print("  concurrent   workflow runs/s   direct GENERATE_DOCS sets/s   workflow/direct")
+        for level in levels:
+            workflow = measure_runs(platform.client, platform.repo, platform.scratch / "out", runs, level)
+            direct = measure_direct(platform, runs, level)
+            print(f"  {level:10d} {workflow:17.2f} {direct:29.2f} {workflow / direct:16.2f}", flush=True)
+
+
+def parse_levels(text: str, parser: argparse.ArgumentParser) -> list[int]:
+    try:
+        levels = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        parser.error(f"--concurrency: expected numbers like 1,4,8 (got {text!r})")
+    if not levels or min(levels) < 1:
+        parser.error(f"--concurrency: each level must be at least 1 (got {text!r})")
+    return levels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     started = time.monotonic()
-    run(args)
+    flagship_figures(args.runs, parse_levels(args.concurrency, parser))
     print(f"(benchmark took {time.monotonic() - started:.1f} s)")
     return 0
 

@@ -1,14 +1,19 @@
-"""Workflow benchmark: Postgres checkpoint overhead per step, and runs/s through the run queue.
+"""Workflow benchmark, in one run: checkpoint overhead per step, and runs/s through the run queue,
+for toy graphs and for the real parallel_docs against direct agent calls.
 
     .venv/bin/python -m support.bench.bench_workflows [--steps 10] [--invocations 30] [--runs 60]
+        [--docs-runs 16] [--docs-concurrency 1,4,8]
 
-Uses DEVTOOLS_DATABASE_URL (or the embedded PostgreSQL) and works in a scratch database
-it creates and drops. Prints:
+Uses DEVTOOLS_DATABASE_URL and DEVTOOLS_REDIS_URL (or the embedded servers) and works in scratch
+databases and a scratch Redis prefix it creates and removes. Prints:
   1. per-step time of one toy sequential graph without a checkpointer and with the
      Postgres checkpointer (durability "sync", as run workers use, and "async"), and the ratio;
   2. runs completed per second through the queue (enqueue -> claim -> execute -> finish)
-     for a toy parallel graph (3 branches + merge), with 1 worker and with N concurrent runs.
-Bounded well under 60 s.
+     for a toy parallel graph (3 branches + merge), with 1 and with N concurrent runs;
+  3. parallel_docs runs per second with N concurrent runs through the real services (registry,
+     documentation agent, orchestrator service), next to the same documents asked for directly
+     over the bus (sets of three GENERATE_DOCS per second), and their ratio (see bench_flagship).
+About a minute in all.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from shared.db import with_database
 from shared.embedded import embedded_servers
 from shared.langgraph.checkpointing import checkpointer, run_config
 from shared.langgraph.state import MultiAgentState
+from support.bench.bench_flagship import flagship_figures, parse_levels
 
 DEADLINE_SECONDS = 50.0
 
@@ -151,9 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invocations", type=int, default=30)
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--docs-runs", type=int, default=16, help="parallel_docs runs per level")
+    parser.add_argument("--docs-concurrency", default="1,4,8", help="parallel_docs concurrency levels")
     args = parser.parse_args(argv if argv is not None else [])
+    if args.docs_runs < 1:
+        parser.error("--docs-runs must be at least 1")
+    levels = parse_levels(args.docs_concurrency, parser)
     started = time.monotonic()
     asyncio.run(asyncio.wait_for(amain(args), DEADLINE_SECONDS + 5))
+    flagship_figures(args.docs_runs, levels)
     print(f"(benchmark took {time.monotonic() - started:.1f} s)")
     return 0
 

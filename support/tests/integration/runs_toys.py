@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from agent_orchestrator.runs.context import current_run
 from agent_orchestrator.runs.effects import run_once
 from agent_orchestrator.runs.worker import TransientRunError
+from agent_orchestrator.workflows.outcome import WorkflowFailed
 from agent_orchestrator.workflows.registry import register_workflow
 from agent_orchestrator.workflows.templates import map_reduce, parallel, sequential
 from shared.langgraph.state import MultiAgentState, append_list
@@ -111,6 +112,11 @@ async def broken(state: ToyState) -> dict[str, Any]:
     raise ValueError("the toy node is broken")
 
 
+async def verdict(state: ToyState) -> dict[str, Any]:
+    await record_call("verdict")
+    raise WorkflowFailed(f"{state['label']}: the change was not deployed")
+
+
 async def approval(state: ToyState) -> dict[str, Any]:
     decision = interrupt({"question": f"deploy {state['label']}?", "label": state["label"]})
     return {"decision": decision, "steps": ["approval"]}
@@ -160,6 +166,7 @@ register_workflow(
 )
 register_workflow("toy_flaky", lambda: sequential(ToyState, [("flaky", flaky)]), ToyInput, max_attempts=3)
 register_workflow("toy_broken", lambda: sequential(ToyState, [("broken", broken)]), ToyInput)
+register_workflow("toy_verdict", lambda: sequential(ToyState, [("verdict", verdict)]), ToyInput)
 register_workflow(
     "toy_approval",
     lambda: sequential(ToyState, [("prepare", prepare), ("approval", approval), ("act", act)]),

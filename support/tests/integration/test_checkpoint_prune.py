@@ -14,6 +14,7 @@ import pytest
 from langgraph.types import Command, interrupt
 from psycopg_pool import AsyncConnectionPool
 
+from agent_orchestrator.runs.effects import once, recorded
 from agent_orchestrator.runs.prune import PruneArgumentError, parse_duration, prune_checkpoints
 from agent_orchestrator.runs.queue import RunQueue
 from agent_orchestrator.workflows.templates import sequential
@@ -153,6 +154,82 @@ async def test_prune_deletes_expired_threads_and_keeps_the_last_k(
     assert (again.threads_deleted, again.threads_trimmed, again.checkpoints_deleted) == (0, 1, 2)
 
 
+FINISHED_AGO = {"ancient": "100 days", "old": "10 days", "recent": "1 hour", "parent": "100 days"}
+
+
+async def test_prune_deletes_old_run_events_and_with_a_run_retention_old_runs(
+    database_url: str, pool: AsyncConnectionPool
+) -> None:
+    queue = RunQueue(pool)
+    runs = {
+        name: await queue.enqueue("toy_prune", {"label": name})
+        for name in ("ancient", "old", "recent", "parent", "fork", "waiting")
+    }
+    plain = sequential(ToyState, [(s, step(s)) for s in STEPS])
+    async with checkpointer(database_url, max_size=2) as saver:
+        for name in ("ancient", "old"):
+            await plain.compile(checkpointer=saver).ainvoke(
+                {"label": name}, run_config(str(runs[name].id)), durability="sync"
+            )
+    async with pool.connection() as conn:
+        for name, age in FINISHED_AGO.items():
+            await conn.execute(
+                "UPDATE runs SET status = 'succeeded', finished_at = now() - %s::interval WHERE id = %s",
+                (age, runs[name].id),
+            )
+        await conn.execute(
+            "UPDATE runs SET status = 'interrupted', parent_run_id = %s WHERE id = %s",
+            (runs["parent"].id, runs["fork"].id),
+        )
+        await conn.execute("UPDATE runs SET status = 'interrupted' WHERE id = %s", (runs["waiting"].id,))
+    for run in runs.values():
+        await queue.add_event(run.id, "node_finished", "s0", {})
+        await once(pool, run.id, "deploy:staging", _released)
+
+    async def events(name: str) -> int:
+        return await _scalar(pool, "SELECT count(*) AS n FROM run_events WHERE run_id = %s", runs[name].id)
+
+    async def effects(name: str) -> int:
+        return await _scalar(
+            pool, "SELECT count(*) AS n FROM run_step_effects WHERE run_id = %s", runs[name].id
+        )
+
+    # A run retention (30 days) shorter than the checkpoint one (200 days): the ancient run goes
+    # with everything it owns, its thread included.
+    report = await prune_checkpoints(
+        pool, older_than=timedelta(days=200), keep_last=None, runs_older_than=timedelta(days=30)
+    )
+
+    assert await queue.get(runs["ancient"].id) is None
+    assert report.runs_deleted >= 1 and report.checkpoints_deleted >= len(STEPS)
+    assert await _checkpoints(pool, runs["ancient"].id) == 0
+    assert await events("ancient") == 0 and await effects("ancient") == 0
+    # Younger than the run retention, unfinished, or still forked from: kept with all they own.
+    for name in ("old", "recent", "parent", "fork", "waiting"):
+        assert await queue.get(runs[name].id) is not None
+        assert await events(name) == 2  # queued, node_finished
+    for name in ("old", "recent", "parent", "waiting"):
+        assert await effects(name) == 1
+    # The fork found its parent's record instead of deploying: why a forked-from run is kept.
+    assert await effects("fork") == 0
+    assert await recorded(pool, runs["fork"].id, "deploy:staging") == {"value": {"release": "r1"}}
+    assert await _checkpoints(pool, runs["old"].id) == len(STEPS) + 2
+
+    # The checkpoint retention (7 days) also takes the events of runs finished before it; rows stay.
+    report = await prune_checkpoints(pool, older_than=timedelta(days=7), keep_last=None)
+
+    assert report.events_deleted >= 4 and report.runs_deleted == 0
+    for name in ("old", "parent"):
+        assert await events(name) == 0 and await queue.get(runs[name].id) is not None
+    for name in ("recent", "fork", "waiting"):
+        assert await events(name) == 2
+    assert await _checkpoints(pool, runs["old"].id) == 0
+
+
+async def _released() -> dict[str, str]:
+    return {"release": "r1"}
+
+
 def test_retention_arguments_are_checked() -> None:
     assert parse_duration("7d") == timedelta(days=7)
     assert parse_duration("12h") == timedelta(hours=12)
@@ -181,8 +258,17 @@ def test_cli_prune(database_url: str) -> None:
         timeout=60,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "expired threads" in ok.stdout
+    assert "expired threads" in ok.stdout and "run events" in ok.stdout
+    with_runs = subprocess.run(
+        [*cmd, "--runs-older-than", "365d"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert with_runs.returncode == 0, with_runs.stderr
+    assert "deleted 0 runs" in with_runs.stdout
     bad = subprocess.run(
         [*cmd, "--keep-last", "0"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "--keep-last" in bad.stderr
+    bad = subprocess.run(
+        [*cmd, "--runs-older-than", "soon"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "--runs-older-than" in bad.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +52,21 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         database_url=database_url, data_dir=tmp_path, api_token="alice=tok-alice,bob=tok-bob"
     )
     app = create_orchestrator_app(settings, workers=1, worker_options=WorkerOptions(lease_seconds=1.5))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # uvicorn offers no startup event to await
-        assert not serving.done(), "server failed to start"
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield Api(client, app.state.runs_runtime)
-    server.should_exit = True
-    await asyncio.wait_for(serving, 30)
+    # A socket that listens before uvicorn starts: connections queue in its backlog, so the
+    # first request simply waits until the app has started and answers it.
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    port = sock.getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            ready = await client.get("/health")
+            assert ready.status_code == 200 and ready.json()["status"] == "healthy", ready.text
+            yield Api(client, app.state.runs_runtime)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 30)
+        sock.close()
 
 
 async def _count(api: Api, sql: str, *params: object) -> int:

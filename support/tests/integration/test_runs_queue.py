@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,10 +11,13 @@ import pytest
 
 from agent_orchestrator.runs.models import RunStatus
 from agent_orchestrator.runs.runtime import RunsRuntime
+from agent_orchestrator.runs.worker import WorkerOptions
 from support.tests.integration import runs_toys
 from support.tests.integration.runs_helpers import running_workers, wait_for_status
 
 pytestmark = pytest.mark.integration
+
+WORKER_LOGGER = "agent_orchestrator.runs.worker"
 
 
 @pytest.fixture
@@ -84,11 +88,21 @@ async def test_priority_then_age_and_not_before(runtime: RunsRuntime) -> None:
 async def test_idle_worker_is_woken_by_notify(runtime: RunsRuntime) -> None:
     await _drain(runtime)
     assert await runtime.queue.seconds_until_next_due() is None  # nothing due: the worker has no timer
-    async with running_workers(runtime, count=1):
-        await asyncio.sleep(0)  # let it reach its idle wait
+    worker = runtime.worker(WorkerOptions(concurrency=2, lease_seconds=5), worker_id="sleeper")
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # The worker looked, found nothing and waits with no timer and no run in flight:
+        # from here on only the NOTIFY sent by enqueue can wake it.
+        await asyncio.wait_for(worker.idle_without_timer.wait(), 30)
         run = await runtime.queue.enqueue("toy_deploy", {"label": "wake"})
         done = await wait_for_status(runtime, run.id, [RunStatus.SUCCEEDED])
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
     assert done.attempts == 1
+    claimed = [e for e in await runtime.queue.events_after(run.id, 0) if e.kind == "claimed"]
+    assert len(claimed) == 1
 
 
 async def test_transient_failure_is_retried_after_backoff(runtime: RunsRuntime) -> None:
@@ -108,12 +122,37 @@ async def test_transient_failures_stop_at_max_attempts(runtime: RunsRuntime) -> 
     assert done.failures == 2 and "unavailable" in (done.error or "")
 
 
-async def test_a_broken_node_fails_the_run_without_retry(runtime: RunsRuntime) -> None:
+def _worker_records(caplog: pytest.LogCaptureFixture, run_id: object) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == WORKER_LOGGER and getattr(r, "run_id", None) == str(run_id)
+    ]
+
+
+async def test_a_broken_node_fails_the_run_without_retry(
+    runtime: RunsRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
     run = await runtime.queue.enqueue("toy_broken", {"label": "broken"})
-    async with running_workers(runtime, count=1):
-        done = await wait_for_status(runtime, run.id, [RunStatus.FAILED])
+    with caplog.at_level(logging.WARNING, logger=WORKER_LOGGER):
+        async with running_workers(runtime, count=1):
+            done = await wait_for_status(runtime, run.id, [RunStatus.FAILED])
     assert done.error == "ValueError: the toy node is broken"
     assert await _count(runtime, "SELECT count(*) AS n FROM toy_calls WHERE run_id = %s", run.id) == 1
+    (record,) = _worker_records(caplog, run.id)
+    assert record.exc_info is not None  # a bug: the traceback is what the reader needs
+
+
+async def test_a_workflow_verdict_fails_the_run_with_a_one_line_warning(
+    runtime: RunsRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = await runtime.queue.enqueue("toy_verdict", {"label": "verdict"})
+    with caplog.at_level(logging.WARNING, logger=WORKER_LOGGER):
+        async with running_workers(runtime, count=1):
+            done = await wait_for_status(runtime, run.id, [RunStatus.FAILED])
+    assert done.error == "WorkflowFailed: verdict: the change was not deployed"
+    assert (done.attempts, done.failures) == (1, 1)  # failed at once, no retry
+    (record,) = _worker_records(caplog, run.id)
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.getMessage() == "run failed: verdict: the change was not deployed"
 
 
 async def test_expired_lease_is_reclaimed_and_the_stale_owner_is_fenced(runtime: RunsRuntime) -> None:
@@ -136,19 +175,15 @@ async def test_lost_lease_on_the_last_attempt_fails_the_run(runtime: RunsRuntime
     await _drain(runtime)
     q = runtime.queue
     run = await q.enqueue("toy_deploy", {"label": "once"}, max_attempts=1)
-    assert (await q.claim("ghost", 0.05)) is not None
-    await wait_for_expiry(runtime, run.id)
+    assert (await q.claim("ghost", 30)) is not None
+    await _expire_lease(runtime, run.id)  # the ghost's worker died: its lease ran out
     assert await q.claim("other", 30) is None
     failed = await q.get(run.id)
     assert failed is not None and failed.status == RunStatus.FAILED and "worker lost" in (failed.error or "")
 
 
-async def wait_for_expiry(runtime: RunsRuntime, run_id: object) -> None:
-    # The lease is a database time: wait until the server's clock has passed it.
+async def _expire_lease(runtime: RunsRuntime, run_id: object) -> None:
     async with runtime.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT extract(epoch FROM lease_expires_at - now()) AS s FROM runs WHERE id = %s", (run_id,)
-            )
-        ).fetchone()
-    await asyncio.sleep(max(float(row["s"]), 0) + 0.05)  # type: ignore[index]
+        await conn.execute(
+            "UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (run_id,)
+        )

@@ -88,3 +88,18 @@ def test_bad_doc_types_are_refused_naming_the_field(client: OrchestratorClient, 
                 "parallel_docs", {"repo": str(repo.path), "output_dir": "x", "doc_types": doc_types}
             )
         assert bad.value.status_code == 422 and "input.doc_types" in str(bad.value)
+
+
+def test_a_repo_that_is_not_a_git_repository_is_refused_naming_the_field(
+    client: OrchestratorClient, repo: SampleRepo, tmp_path: Path
+) -> None:
+    from agent_orchestrator.runs_client import OrchestratorError
+
+    for data, field, why in (
+        ({"repo": str(tmp_path / "nowhere"), "output_dir": "x"}, "input.repo", "no such folder"),
+        ({"repo": str(tmp_path), "output_dir": "x"}, "input.repo", "not a git repository"),
+        ({"repo": str(repo.path), "output_dir": "x", "ref": "v9.9"}, "input.ref", "no branch, tag or commit"),
+    ):
+        with pytest.raises(OrchestratorError) as bad:
+            client.create_run("parallel_docs", data)
+        assert bad.value.status_code == 422 and field in str(bad.value) and why in str(bad.value)

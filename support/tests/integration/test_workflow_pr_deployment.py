@@ -3,6 +3,7 @@ infrastructure agents and the orchestrator service, as processes, over the bus a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from shared.lib.agent_events import InterAgentEvent
 from shared.lib.bus_keys import DATA_FIELD, BusKeys
 from support.tests.agents.processes import free_port
 from support.tests.integration.flagship_platform import Platform, running_platform
+from support.tests.integration.flaky_app import GREETING, commit_flaky_app
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +165,72 @@ def test_production_rejected_ends_the_run_without_deploying(
     assert "rejected" in kinds and "approved" not in kinds
 
 
-def test_bad_input_is_a_422_naming_the_field(client: OrchestratorClient) -> None:
+def test_a_release_that_goes_unhealthy_before_verify_is_rolled_back(
+    platform: Platform, client: OrchestratorClient, sample: Callable[[], SampleRepo]
+) -> None:
+    repo = sample()
+    env = "verify-env"
+    first = platform.agent_request(
+        "infrastructure", "DEPLOY_SERVICE", {"environment": env, "repo": str(repo.path)}
+    )["result"]
+    assert first["status"] == "deployed"
+    # Passes the deploy's health check, answers 503 from the next check on.
+    branch = commit_flaky_app(repo, "feature/question", healthy_checks="1")
+
+    run = _run(client, repo, branch, env)
+
+    assert run["status"] == "failed"
+    assert "verification failed" in run["error"] and "rollback rolled_back" in run["error"]
+    final = client.final_result(run)
+    assert final is not None and (final["outcome"], final["ok"]) == ("verify_failed", False)
+    assert "- rollback: rolled_back" in final["report"] and "HTTP 503" in final["report"]
+    # The new release was deployed (its health check passed), then replaced by the previous one.
+    assert final["release_id"] != first["release_id"]
+    assert platform.releases(env) == sorted([first["release_id"], final["release_id"]])
+    health = platform.agent_request("infrastructure", "HEALTH_CHECK", {"environment": env})["result"]
+    assert (health["healthy"], health["release_id"]) == (True, first["release_id"])
+    served = httpx.get(repo.url + "/", timeout=5).text
+    assert served == "Hello, world!" and served != GREETING
+
+
+def test_a_diff_over_the_auto_approve_size_waits_for_a_person(
+    platform: Platform, client: OrchestratorClient, sample: Callable[[], SampleRepo]
+) -> None:
+    repo = sample()
+    data = {"repo": str(repo.path), "head": repo.feature, "environment": "sized", "max_auto_approve_lines": 1}
+
+    run = client.follow(client.create_run("pr_deployment", data)["id"])
+
+    assert run["status"] == "interrupted"  # staging and a clean review, but the diff is too big
+    request = run["interrupt"][0]["value"]
+    assert len(request["reasons"]) == 1
+    assert re.fullmatch(r"diff of \d+ changed lines is over 1", request["reasons"][0])
+    assert platform.releases("sized") == []
+    client.decide(run["id"], False, comment="split it up")
+    done = client.follow(run["id"])
+    assert done["status"] == "failed" and "deploy rejected by operator (split it up)" in done["error"]
+    assert platform.releases("sized") == []
+
+
+def _refused(client: OrchestratorClient, data: dict[str, Any]) -> str:
     with pytest.raises(OrchestratorError) as bad:
-        client.create_run("pr_deployment", {"repo": "/x", "head": "b", "environment": "Not Valid"})
-    assert bad.value.status_code == 422 and "input.environment" in str(bad.value)
+        client.create_run("pr_deployment", data)
+    assert bad.value.status_code == 422
+    return str(bad.value)
+
+
+def test_bad_input_is_a_422_naming_the_field(
+    client: OrchestratorClient, sample: Callable[[], SampleRepo], tmp_path: Path
+) -> None:
+    repo = sample()
+    assert "input.environment" in _refused(
+        client, {"repo": str(repo.path), "head": repo.feature, "environment": "Not Valid"}
+    )
+    missing = _refused(client, {"repo": str(tmp_path / "nowhere"), "head": "b"})
+    assert "input.repo" in missing and "no such folder" in missing
+    (tmp_path / "plain").mkdir()
+    plain = _refused(client, {"repo": str(tmp_path / "plain"), "head": "b"})
+    assert "input.repo" in plain and "not a git repository" in plain
+    unknown = _refused(client, {"repo": str(repo.path), "head": "feature/nope"})
+    assert "input.head" in unknown and "input.repo" not in unknown
+    assert "input.base" in _refused(client, {"repo": str(repo.path), "head": repo.feature, "base": "trunk"})
