@@ -8,8 +8,11 @@ from typing import Any
 
 from shared.lib.agent_events import AgentResponseEvent, InterAgentEvent
 from shared.lib.bus_keys import DATA_FIELD
-from shared.lib.bus_redis import TRANSIENT_ERRORS, Backoff
+from shared.lib.bus_redis import TRANSIENT_ERRORS, Backoff, BusOptions
 from shared.lib.event_bus import EventBus
+
+# Short idle/blocking times so that reclaims and retries happen within a test.
+FAST = BusOptions(claim_idle_ms=300, block_ms=200, subscriber_retry_ms=200)
 
 
 class Collector:

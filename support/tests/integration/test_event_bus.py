@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,23 +19,9 @@ from shared.lib.agent_events import (
 from shared.lib.bus_keys import DATA_FIELD, REQUEST_GROUP, agent_target
 from shared.lib.bus_redis import BusOptions
 from shared.lib.event_bus import EventBus
-from support.tests.bus_helpers import eventually
+from support.tests.bus_helpers import FAST, eventually
 
 pytestmark = pytest.mark.integration
-
-FAST = BusOptions(claim_idle_ms=300, block_ms=200, subscriber_retry_ms=200)
-
-
-@pytest.fixture
-async def requester(redis_url: str, redis_prefix: str) -> AsyncIterator[EventBus]:
-    async with EventBus(redis_url, redis_prefix, agent_id="orchestrator", options=FAST) as bus:
-        yield bus
-
-
-@pytest.fixture
-async def server(redis_url: str, redis_prefix: str) -> AsyncIterator[EventBus]:
-    async with EventBus(redis_url, redis_prefix, agent_id="code-review", options=FAST) as bus:
-        yield bus
 
 
 def request(**overrides: Any) -> AgentRequestEvent:
