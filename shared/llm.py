@@ -33,6 +33,9 @@ os.environ.setdefault("OPENHANDS_SUPPRESS_BANNER", "1")
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_SECONDS = 120.0
+# Prose is a bonus on top of a deterministic answer: never worth holding that answer up for long.
+PROSE_TIMEOUT_SECONDS = 60.0
+MAX_PROSE_INPUT_CHARS = 24_000  # keep prompts bounded however large the diff, log or document is
 _SPEC = re.compile(r"^(?P<provider>[a-z][a-z0-9_-]*):(?P<model>\S+)$")
 
 
@@ -167,6 +170,38 @@ def invoke_text(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return _content_text(reply.content).strip()
+
+
+@dataclass(frozen=True)
+class Prose:
+    """Optional prose for a deterministic result: the text, or None and (when a model failed) why."""
+
+    text: str | None = None
+    warning: str | None = None
+
+
+def optional_prose(
+    chat_model: BaseChatModel | None,
+    system: str,
+    material: str,
+    *,
+    timeout: float = PROSE_TIMEOUT_SECONDS,
+    max_chars: int = MAX_PROSE_INPUT_CHARS,
+) -> Prose:
+    """The model's prose on `material`, never an exception: a failing, silent or slow model costs the
+    prose only, and the warning says why it is missing. No model configured: Prose() (no warning)."""
+    if chat_model is None:
+        return Prose()
+    if len(material) > max_chars:
+        material = material[:max_chars] + "\n[... truncated]"
+    try:
+        text = invoke_text(chat_model, system, material, timeout=timeout)
+    except LLMCallError as exc:
+        log.warning("llm prose unavailable", extra={"error": str(exc)})
+        return Prose(warning=f"no LLM prose: {exc}")
+    if not text:
+        return Prose(warning="no LLM prose: the model answered with an empty text")
+    return Prose(text=text)
 
 
 def extract_json(text: str) -> Any:

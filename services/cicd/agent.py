@@ -1,4 +1,7 @@
-"""The cicd agent service: RUN_PIPELINE, VALIDATE_BUILD and DEPLOY_ARTIFACT on the agent runtime."""
+"""The cicd agent service: RUN_PIPELINE, VALIDATE_BUILD and DEPLOY_ARTIFACT on the agent runtime.
+
+DEPLOY_ARTIFACT is the one skill that calls another agent: infrastructure, over the event bus.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from services.cicd.build import BuildResult, ValidateBuildPayload, validate_build
-from services.cicd.deploy import DeployArtifactPayload, DeployArtifactResult, deploy_artifact
+from services.cicd.deploy import DeployArtifactPayload, DeployArtifactResult, dispatch_deploy, prepare_deploy
 from services.cicd.pipeline import PipelineResult, RunPipelinePayload, run_pipeline
 from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
 from shared.llm import chat_model_from_settings
@@ -50,4 +53,13 @@ async def build(payload: ValidateBuildPayload, ctx: RequestContext) -> BuildResu
 
 @agent.handler("DEPLOY_ARTIFACT", payload_model=DeployArtifactPayload)
 async def hand_over(payload: DeployArtifactPayload, ctx: RequestContext) -> DeployArtifactResult:
-    return await asyncio.to_thread(deploy_artifact, payload, data_dir=_data_dir(ctx))
+    prepared = await asyncio.to_thread(prepare_deploy, payload, data_dir=_data_dir(ctx))
+    return await dispatch_deploy(
+        prepared,
+        bus=ctx.services["bus"],
+        registry=ctx.services.get("registry"),
+        source_agent=ctx.agent_id,
+        seconds_left=ctx.seconds_left,
+        correlation_id=ctx.request.correlation_id or ctx.request.request_id,
+        priority=ctx.request.priority,
+    )

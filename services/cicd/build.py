@@ -29,6 +29,7 @@ from services.cicd.pipeline import REF_PATTERN
 from services.cicd.process import clean_environment, interpreter_for, log_tail, run_command
 from services.cicd.project_config import ProjectConfig, has_python_build_config, load_project_config
 from shared.lib.git import GitError, ensure_repository, resolve_ref, run_git, worktree
+from shared.llm import Prose
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class BuildResult(BaseModel):
     artifacts: list[StoredArtifact]
     log_tail: str
     log_path: str
-    diagnosis: str | None = None
+    diagnosis: str | None = None  # LLM prose, only when a model is configured and the build failed
+    llm_warning: str | None = None  # why `diagnosis` is missing although a model is configured
 
 
 def _build_requirements_installed(root: Path) -> bool:
@@ -91,14 +93,16 @@ def _produced_files(root: Path, artifact_glob: str) -> list[Path]:
     return [p for p in matches if p.resolve().is_relative_to(inside)]
 
 
-def resolve_build_command(root: Path, config: ProjectConfig, override: str | None) -> tuple[str, str, str]:
+def resolve_build_command(
+    root: Path, config: ProjectConfig, override: str | None, repo: Path | None = None
+) -> tuple[str, str, str]:
     """(command, where it came from, artifact glob)."""
     if override:
         return override, "payload", config.artifact_glob
     if config.build_command:
         return config.build_command, config.source, config.artifact_glob
     if has_python_build_config(root):
-        python = interpreter_for(root)
+        python = interpreter_for(root, repo)
         offline = python == sys.executable and _build_requirements_installed(root)
         flags = "--no-isolation " if offline else ""
         return f"{shlex.quote(python)} -m build {flags}--outdir dist", "default:python-build", "dist/*"
@@ -124,9 +128,9 @@ def validate_build(
     epoch = run_git(repo, "log", "-1", "--format=%ct", commit).strip()
     with worktree(repo, commit, data_dir / "worktrees" / "cicd") as root:
         config = load_project_config(root)
-        command, source, artifact_glob = resolve_build_command(root, config, payload.build_command)
+        command, source, artifact_glob = resolve_build_command(root, config, payload.build_command, repo)
         timeout = payload.timeout_seconds or config.timeout_seconds
-        env = clean_environment(root, {"SOURCE_DATE_EPOCH": epoch})
+        env = clean_environment(root, {"SOURCE_DATE_EPOCH": epoch}, repo=repo)
         log.info("build started", extra={"build_id": build_id, "commit": commit, "command": command})
         outcome = run_command(command, cwd=root, log_path=log_path, timeout=timeout, env=env)
         if outcome.exit_code == 0:
@@ -146,9 +150,9 @@ def validate_build(
         status, message = "succeeded", f"{len(artifacts)} artifact(s) stored"
     BUILDS.labels(status=status).inc()
     log.info("build finished", extra={"build_id": build_id, "status": status, "artifacts": len(artifacts)})
-    diagnosis = (
-        None if status == "succeeded" else diagnose(chat_model, f"Build `{command}`: {message}.", tail)
-    )
+    diagnosis = Prose()
+    if status != "succeeded":
+        diagnosis = diagnose(chat_model, f"Build `{command}`: {message}.", tail)
     return BuildResult(
         build_id=build_id,
         status=status,
@@ -163,5 +167,6 @@ def validate_build(
         artifacts=artifacts,
         log_tail=tail,
         log_path=str(log_path),
-        diagnosis=diagnosis,
+        diagnosis=diagnosis.text,
+        llm_warning=diagnosis.warning,
     )

@@ -21,3 +21,11 @@ class BuildFailedError(CicdError):
 
 class ArtifactNotFoundError(CicdError):
     """No stored artifact has the given sha256."""
+
+
+class DeployHandoffError(CicdError):
+    """The infrastructure agent could not be reached or refused the deploy of an artifact."""
+
+
+class NoInfrastructureAgentError(DeployHandoffError):
+    """No live agent with the infrastructure capability answered the DEPLOY_SERVICE request."""

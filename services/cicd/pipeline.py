@@ -19,6 +19,7 @@ from services.cicd.process import clean_environment, interpreter_for, log_tail, 
 from services.cicd.project_config import ProjectConfig, is_python_project, load_project_config
 from services.cicd.test_results import TestCounts, counts_from_junit, counts_from_summary
 from shared.lib.git import GitError, ensure_repository, resolve_ref, worktree
+from shared.llm import Prose
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class PipelineResult(BaseModel):
     log_tail: str
     log_path: str
     diagnosis: str | None = None  # LLM prose, only when a model is configured and the run failed
+    llm_warning: str | None = None  # why `diagnosis` is missing although a model is configured
 
 
 def _makefile_has_test(root: Path) -> bool:
@@ -79,7 +81,7 @@ def _package_json_has_test(root: Path) -> bool:
 
 
 def resolve_test_command(
-    root: Path, config: ProjectConfig, junit_path: Path, override: str | None = None
+    root: Path, config: ProjectConfig, junit_path: Path, override: str | None = None, repo: Path | None = None
 ) -> tuple[str, str]:
     """(command, where it came from). Detection order: pytest for Python repos, npm test, make test."""
     if override:
@@ -87,7 +89,7 @@ def resolve_test_command(
     if config.test_command:
         return config.test_command, config.source
     if is_python_project(root):
-        python = shlex.quote(interpreter_for(root))
+        python = shlex.quote(interpreter_for(root, repo))
         return f"{python} -m pytest -p no:cacheprovider --junitxml={shlex.quote(str(junit_path))}", (
             "detected:pytest"
         )
@@ -127,14 +129,13 @@ def run_pipeline(
     log_path = run_dir / "log.txt"
     with worktree(repo, commit, data_dir / "worktrees" / "cicd") as root:
         config = load_project_config(root)
-        command, source = resolve_test_command(root, config, junit_path, payload.test_command)
+        command, source = resolve_test_command(root, config, junit_path, payload.test_command, repo)
         timeout = payload.timeout_seconds or config.timeout_seconds
         # Configured commands that call pytest still leave a JUnit report for exact counts.
         extra = {} if source == "detected:pytest" else {"PYTEST_ADDOPTS": f"--junitxml={junit_path}"}
         log.info("pipeline started", extra={"run_id": run_id, "commit": commit, "command": command})
-        outcome = run_command(
-            command, cwd=root, log_path=log_path, timeout=timeout, env=clean_environment(root, extra)
-        )
+        env = clean_environment(root, extra, repo=repo)
+        outcome = run_command(command, cwd=root, log_path=log_path, timeout=timeout, env=env)
         tail = log_tail(log_path)
         counts = _counts(root, config, junit_path, tail)
     status: Literal["passed", "failed", "timed_out"] = (
@@ -143,7 +144,7 @@ def run_pipeline(
     PIPELINE_RUNS.labels(status=status).inc()
     PIPELINE_DURATION.observe(outcome.duration_seconds)
     log.info("pipeline finished", extra={"run_id": run_id, "status": status, "exit_code": outcome.exit_code})
-    diagnosis = None
+    diagnosis = Prose()
     if status != "passed":
         diagnosis = diagnose(chat_model, f"Test command `{command}` {status} at commit {commit[:12]}.", tail)
     return PipelineResult(
@@ -165,5 +166,6 @@ def run_pipeline(
         duration_seconds=round(outcome.duration_seconds, 3),
         log_tail=tail,
         log_path=str(log_path),
-        diagnosis=diagnosis,
+        diagnosis=diagnosis.text,
+        llm_warning=diagnosis.warning,
     )

@@ -29,22 +29,29 @@ class CommandOutcome:
     log_path: Path
 
 
-def interpreter_for(root: Path) -> str:
-    """The repository's own virtualenv interpreter if it has one, else the interpreter running us."""
-    for candidate in (root / ".venv" / "bin" / "python", root / "venv" / "bin" / "python"):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
+def interpreter_for(root: Path, repo: Path | None = None) -> str:
+    """The repository's own virtualenv interpreter if it has one, else the interpreter running us.
+
+    `root` is where the command runs; for a git worktree of `repo` that never holds the untracked
+    `.venv`, so the original repository's virtualenv (the developer's environment for it) is next.
+    """
+    for folder in (root, repo) if repo is not None else (root,):
+        for candidate in (folder / ".venv" / "bin" / "python", folder / "venv" / "bin" / "python"):
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
     return sys.executable
 
 
-def clean_environment(root: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def clean_environment(
+    root: Path, extra: Mapping[str, str] | None = None, *, repo: Path | None = None
+) -> dict[str, str]:
     """os.environ without our variables; the repo's (or our) interpreter first on PATH so `python` is it."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(_DROPPED_PREFIXES) and key not in _DROPPED_NAMES
     }
-    bin_dir = str(Path(interpreter_for(root)).parent)
+    bin_dir = str(Path(interpreter_for(root, repo)).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")]).rstrip(os.pathsep)
     env.update(extra or {})
     return env

@@ -13,6 +13,7 @@ port = 8080                     # the port the app listens on
 health_path = "/health"         # HTTP GET target of the health check
 timeout_seconds = 600           # limit for the test and build commands
 health_timeout_seconds = 30     # how long a fresh release has to pass its health check
+max_restarts = 0                # restarts of a crashed app by its supervisor (0: a crash leaves it down)
 ```
 
 `devtools.toml` wins over `pyproject.toml` when both exist (it is the more specific file).
@@ -47,6 +48,7 @@ class ProjectConfig(BaseModel):
     health_path: str = Field("/", pattern=r"^/")
     timeout_seconds: float = Field(600, gt=0, le=6 * 3600)
     health_timeout_seconds: float = Field(30, gt=0, le=3600)
+    max_restarts: int = Field(0, ge=0, le=100)
     # Where the settings came from ("devtools.toml", "pyproject.toml" or "defaults"), for answers and logs.
     source: str = "defaults"
 

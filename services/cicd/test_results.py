@@ -74,13 +74,21 @@ def counts_from_junit(path: Path) -> TestCounts | None:
 
 
 def counts_from_summary(log_text: str) -> TestCounts | None:
-    """Counts from the last line of the log that reads like a test summary."""
-    for line in reversed(log_text.splitlines()):
-        found = _COUNT.findall(line)
+    """Counts from the last summary in the log: its last line that reads like one, joined with the
+    lines right above it that do too and count other things (mocha puts `3 passing` and `1 failing`
+    on lines of their own)."""
+    lines = log_text.splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        found = _COUNT.findall(lines[index])
         if not found:
             continue
         totals = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
-        for number, word in found:
-            totals[_KIND[word]] += int(number)
+        seen: set[str] = set()
+        while found and not seen & {_KIND[word] for _, word in found}:
+            for number, word in found:
+                totals[_KIND[word]] += int(number)
+            seen |= {_KIND[word] for _, word in found}
+            index -= 1
+            found = _COUNT.findall(lines[index]) if index >= 0 else []
         return TestCounts(**totals, source="summary")
     return None

@@ -6,7 +6,6 @@ from pathlib import Path, PurePosixPath
 
 from langchain_core.language_models import BaseChatModel
 
-from services.code_review.llm_prose import ask
 from services.code_review.models import ExplainCodePayload, ExplainCodeResult, ReviewError
 from services.code_review.outline import (
     ClassOutline,
@@ -17,6 +16,7 @@ from services.code_review.outline import (
 )
 from services.code_review.review import open_repository, resolve
 from shared.lib.git import file_at
+from shared.llm import optional_prose
 
 EXPLAIN_INSTRUCTIONS = (
     "Explain this Python code to a developer new to the codebase: its purpose, how it works, "
@@ -54,8 +54,9 @@ def explain_code(
             result.cls = found
             result.explanation = _explain_class(found)
     if chat_model is not None:
-        material = result.model_dump_json(by_alias=True, exclude={"llm_explanation"}, indent=1)
-        result.llm_explanation = ask(chat_model, EXPLAIN_INSTRUCTIONS, material + "\n\nSource:\n" + source)
+        material = result.model_dump_json(by_alias=True, exclude={"llm_explanation", "llm_warning"}, indent=1)
+        prose = optional_prose(chat_model, EXPLAIN_INSTRUCTIONS, material + "\n\nSource:\n" + source)
+        result.llm_explanation, result.llm_warning = prose.text, prose.warning
     return result
 
 

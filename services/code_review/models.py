@@ -72,6 +72,7 @@ class ReviewResult(BaseModel):
     stats: ReviewStats
     summary: str = Field(description="deterministic one-paragraph summary")
     llm_summary: str | None = Field(None, description="reviewer prose from the configured LLM, if any")
+    llm_warning: str | None = Field(None, description="why llm_summary is missing although a model is set")
 
 
 class ExplainCodePayload(BaseModel):
@@ -94,5 +95,6 @@ class ExplainCodeResult(BaseModel):
     source: str | None = Field(None, description="the symbol's source text")
     explanation: str = Field(description="deterministic prose from the structure")
     llm_explanation: str | None = None
+    llm_warning: str | None = Field(None, description="why llm_explanation is missing though a model is set")
 
     model_config = ConfigDict(populate_by_name=True)

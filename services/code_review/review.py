@@ -15,7 +15,6 @@ from prometheus_client import Counter, Histogram
 from services.code_review.complexity import function_complexities
 from services.code_review.file_checks import file_findings, missing_tests_findings
 from services.code_review.lint import ruff_findings
-from services.code_review.llm_prose import ask
 from services.code_review.models import Finding, ReviewCodePayload, ReviewError, ReviewResult, ReviewStats
 from services.code_review.secrets_scan import scan_added_lines
 from services.code_review.verdict import decide, sort_findings
@@ -31,6 +30,7 @@ from shared.lib.git import (
     run_git,
     worktree,
 )
+from shared.llm import optional_prose
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def review_code(payload: ReviewCodePayload, *, chat_model: BaseChatModel | None 
             {"summary": result.summary, "findings": [f.model_dump() for f in result.findings]}, indent=1
         )
         material += "\n\nDiff:\n" + diff_text(repo, base_commit, result.head_commit)
-        result.llm_summary = ask(chat_model, SUMMARY_INSTRUCTIONS, material)
+        prose = optional_prose(chat_model, SUMMARY_INSTRUCTIONS, material)
+        result.llm_summary, result.llm_warning = prose.text, prose.warning
     REVIEW_DURATION.observe(time.monotonic() - started)
     REVIEW_VERDICTS.labels(result.verdict).inc()
     for finding in result.findings:

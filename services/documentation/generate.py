@@ -10,7 +10,6 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel
 from prometheus_client import Counter, Histogram
 
-from services.code_review.llm_prose import ask
 from services.documentation.api_reference import collect_modules, render_api
 from services.documentation.deployment_guide import build_deployment_guide
 from services.documentation.models import (
@@ -24,6 +23,7 @@ from services.documentation.models import (
 )
 from services.documentation.sources import checkout, open_repository, read_pyproject
 from services.documentation.user_guide import build_user_guide
+from shared.llm import Prose, optional_prose
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def build_document(
         return Document(render_api(project, modules), sorted({m.path for m in modules}), modules=modules)
     if doc_type == "user_guide":
         markdown, scripts, sources = build_user_guide(
-            tree, project, run_scripts=run_scripts, timeout=script_timeout
+            tree, project, run_scripts=run_scripts, timeout=script_timeout, repo=repo
         )
         return Document(markdown, sources, scripts=scripts)
     if doc_type == "deployment_guide":
@@ -73,11 +73,14 @@ def build_document(
     raise DocsError(f"doc_type: unknown document type {doc_type!r}")  # the payload model already refuses it
 
 
-def add_prose(document: Document, doc_type: DocType, chat_model: BaseChatModel) -> str:
-    """Ask the model for an introduction and put it under the document's title."""
-    prose = ask(chat_model, PROSE_INSTRUCTIONS.format(doc_type=doc_type.replace("_", " ")), document.markdown)
-    title, _, rest = document.markdown.partition("\n")
-    document.markdown = f"{title}\n\n{prose}\n{rest}"
+def add_prose(document: Document, doc_type: DocType, chat_model: BaseChatModel | None) -> Prose:
+    """Ask the model for an introduction and put it under the document's title; a model that fails
+    leaves the document as generated (the Prose's warning says why)."""
+    instructions = PROSE_INSTRUCTIONS.format(doc_type=doc_type.replace("_", " "))
+    prose = optional_prose(chat_model, instructions, document.markdown)
+    if prose.text is not None:
+        title, _, rest = document.markdown.partition("\n")
+        document.markdown = f"{title}\n\n{prose.text}\n{rest}"
     return prose
 
 
@@ -95,7 +98,7 @@ def generate_docs(
             run_scripts=payload.run_scripts,
             script_timeout=payload.script_timeout_seconds,
         )
-    prose = add_prose(document, payload.doc_type, chat_model) if chat_model is not None else None
+    prose = add_prose(document, payload.doc_type, chat_model)
     output_path = None
     if payload.output_dir is not None:
         output_path = write_output(repo, payload.output_dir, payload.doc_type, document.markdown)
@@ -113,7 +116,8 @@ def generate_docs(
         modules=document.modules,
         scripts=document.scripts,
         env_vars=document.env_vars,
-        llm_prose=prose,
+        llm_prose=prose.text,
+        llm_warning=prose.warning,
     )
 
 

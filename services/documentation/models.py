@@ -76,6 +76,7 @@ class GenerateDocsResult(BaseModel):
     scripts: list[ScriptHelp] | None = None
     env_vars: list[EnvVar] | None = None
     llm_prose: str | None = Field(None, description="an introduction written by the configured LLM, if any")
+    llm_warning: str | None = Field(None, description="why llm_prose is missing though a model is set")
 
 
 class UpdateReadmePayload(BaseModel):
@@ -110,3 +111,4 @@ class UpdateReadmeResult(BaseModel):
     branch: str | None = None
     commit: str | None = None
     section_text: str
+    llm_warning: str | None = Field(None, description="why the section has no LLM introduction")

@@ -22,31 +22,31 @@ def update_readme(
     if relative.is_absolute() or ".." in relative.parts:
         raise DocsError(f"readme: must be relative to the repository and stay inside it: {payload.readme}")
     if payload.mode == "in_place":
-        changed, text = _rewrite(repo, repo, payload, chat_model)
+        changed, text, warning = _rewrite(repo, repo, payload, chat_model)
         return UpdateReadmeResult(
             repo=str(repo), readme=payload.readme, section=payload.section, mode="in_place",
-            changed=changed, section_text=text,
+            changed=changed, section_text=text, llm_warning=warning,
         )  # fmt: skip
     return _on_branch(repo, payload, chat_model)
 
 
 def _rewrite(
     repo: Path, tree: Path, payload: UpdateReadmePayload, chat_model: BaseChatModel | None
-) -> tuple[bool, str]:
-    """Regenerate the section in `tree`'s README; (whether the file changed, the section's new text)."""
+) -> tuple[bool, str, str | None]:
+    """Regenerate the section in `tree`'s README: (whether the file changed, the section's new text,
+    why it has no LLM introduction though a model is set)."""
     target = tree / payload.readme
     if not target.is_file():
         raise DocsError(f"readme: {payload.readme} does not exist in {tree}")
     original = target.read_bytes()
     assert payload.doc_type is not None  # filled in by the payload model
     document = build_document(tree, repo, payload.doc_type)
-    if chat_model is not None:
-        add_prose(document, payload.doc_type, chat_model)
+    prose = add_prose(document, payload.doc_type, chat_model)
     text = demote_headings(document.markdown)
     updated = replace_section(original, payload.section, text)
     if updated != original:
         target.write_bytes(updated)
-    return updated != original, text
+    return updated != original, text, prose.warning
 
 
 def _on_branch(
@@ -66,7 +66,7 @@ def _on_branch(
     commit: str | None = None
     with tempfile.TemporaryDirectory(prefix="devtools-readme-") as scratch:
         with worktree(repo, base, Path(scratch), branch=branch) as tree:
-            changed, text = _rewrite(repo, tree, payload, chat_model)
+            changed, text, warning = _rewrite(repo, tree, payload, chat_model)
             if changed:
                 commit = commit_all(tree, payload.commit_message)
         if commit is None:  # nothing to propose: do not leave an empty branch behind
@@ -80,6 +80,7 @@ def _on_branch(
         branch=branch if commit else None,
         commit=commit,
         section_text=text,
+        llm_warning=warning,
     )
 
 

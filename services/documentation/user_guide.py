@@ -36,11 +36,13 @@ def find_readme(tree: Path) -> Path | None:
     return next((tree / name for name in README_NAMES if (tree / name).is_file()), None)
 
 
-def script_interpreter(tree: Path) -> Path:
-    """The repository's own virtualenv when it has one, else this interpreter."""
-    for candidate in (tree / ".venv" / "bin" / "python", tree / "venv" / "bin" / "python"):
-        if candidate.is_file():
-            return candidate
+def script_interpreter(tree: Path, repo: Path | None = None) -> Path:
+    """The repository's own virtualenv when it has one, else this interpreter. A worktree of a ref
+    never holds the untracked `.venv`, so the original repository's is looked for next."""
+    for folder in (tree, repo) if repo is not None else (tree,):
+        for candidate in (folder / ".venv" / "bin" / "python", folder / "venv" / "bin" / "python"):
+            if candidate.is_file():
+                return candidate
     return Path(sys.executable)
 
 
@@ -49,7 +51,9 @@ def console_scripts(tree: Path) -> dict[str, str]:
     return {str(name): str(target) for name, target in scripts.items()}
 
 
-def script_help(tree: Path, name: str, entry_point: str, *, run: bool, timeout: float) -> ScriptHelp:
+def script_help(
+    tree: Path, name: str, entry_point: str, *, run: bool, timeout: float, repo: Path | None = None
+) -> ScriptHelp:
     result = ScriptHelp(name=name, entry_point=entry_point)
     if ":" not in entry_point:
         result.not_run_reason = f"entry point {entry_point!r} is not of the form module:attribute"
@@ -61,7 +65,7 @@ def script_help(tree: Path, name: str, entry_point: str, *, run: bool, timeout: 
     env = {k: v for k, v in os.environ.items() if not _is_credential(k)}
     env.update(NO_COLOR="1", TERM="dumb", COLUMNS="100", PYTHONDONTWRITEBYTECODE="1")
     env["PYTHONPATH"] = os.pathsep.join([*source_roots, *filter(None, [os.environ.get("PYTHONPATH")])])
-    command = [str(script_interpreter(tree)), "-c", _RUNNER, name, entry_point]
+    command = [str(script_interpreter(tree, repo)), "-c", _RUNNER, name, entry_point]
     try:
         completed = subprocess.run(
             command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout
@@ -95,7 +99,7 @@ def examples(tree: Path) -> list[Path]:
 
 
 def build_user_guide(
-    tree: Path, project: str, *, run_scripts: bool, timeout: float
+    tree: Path, project: str, *, run_scripts: bool, timeout: float, repo: Path | None = None
 ) -> tuple[str, list[ScriptHelp], list[str]]:
     """(markdown, scripts, source files used)."""
     sources: list[str] = []
@@ -106,7 +110,7 @@ def build_user_guide(
         text = strip_generated_sections(readme.read_text(encoding="utf-8", errors="replace"))
         lines += [f"## Overview (from `{readme.name}`)", "", demote_headings(text).strip(), ""]
     scripts = [
-        script_help(tree, name, target, run=run_scripts, timeout=timeout)
+        script_help(tree, name, target, run=run_scripts, timeout=timeout, repo=repo)
         for name, target in console_scripts(tree).items()
     ]
     if scripts:

@@ -54,6 +54,7 @@ class ReleaseInfo(BaseModel):
     port: int
     health_path: str
     health_timeout_seconds: float
+    max_restarts: int = 0  # > 0: run under the restart-on-crash supervisor (keeper.py)
     created: str
     outcome: str = "pending"  # pending | healthy | failed_health_check
 

@@ -33,3 +33,15 @@ class EnvironmentBusyError(InfrastructureError):
 
 class ConfigValidationError(InfrastructureError):
     """An environment variable name or value cannot go into the environment's env file."""
+
+
+class FencingTokenNotHeldError(InfrastructureError):
+    """A request's fencing token is not the one the current holder of the `env:<env>` lock holds."""
+
+
+class EnvironmentLockedError(InfrastructureError):
+    """A request without a fencing token, while someone else holds the environment's `env:<env>` lock."""
+
+
+class FencingUnavailableError(InfrastructureError):
+    """The lock table could not be asked whether a fencing token is current: nothing is changed."""

@@ -40,8 +40,14 @@ from services.infrastructure.models import (
     UpdateConfigResult,
 )
 from services.infrastructure.releases import export_git_ref, new_release_id, unpack_artifact
-from services.infrastructure.supervisor import PortInUseError, is_alive, start_app, stop_app
-from services.infrastructure.targets import DeployTarget
+from services.infrastructure.supervisor import (
+    PortInUseError,
+    is_alive,
+    start_app,
+    stop_app,
+    supervisor_status,
+)
+from services.infrastructure.targets import DeployTarget, TokenCheck
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,9 @@ def _now() -> str:
 class LocalTarget(DeployTarget):
     name = "local"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, token_check: TokenCheck | None = None) -> None:
         self.data_dir = data_dir
+        self.token_check = token_check  # the agent's lock-table check; None: state.json fencing only
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -70,6 +77,9 @@ class LocalTarget(DeployTarget):
         except StaleFencingTokenError:
             STALE_TOKENS.inc()
             raise
+        if token is not None and self.token_check is not None:
+            # Under the file lock: no other operation on the environment runs between check and change.
+            self.token_check(env.name, token)
         env.save(state)  # a newer token is remembered even if the operation fails afterwards
 
     def _create_release(self, env: EnvironmentDir, payload: DeployServicePayload) -> ReleaseInfo:
@@ -100,6 +110,7 @@ class LocalTarget(DeployTarget):
             port=port,
             health_path=payload.health_path or config.health_path,
             health_timeout_seconds=payload.health_timeout_seconds or config.health_timeout_seconds,
+            max_restarts=config.max_restarts if payload.max_restarts is None else payload.max_restarts,
             created=_now(),
         )
         env.save_release_info(info)
@@ -125,6 +136,7 @@ class LocalTarget(DeployTarget):
                 env=environment,
                 log_path=release_dir / "app.log",
                 release_id=info.release_id,
+                max_restarts=info.max_restarts,
             )
         except PortInUseError as exc:
             state.process = None
@@ -148,13 +160,16 @@ class LocalTarget(DeployTarget):
         alive = running is not None and is_alive(running)
         url = app_url(info.port, info.health_path) if info else None
         probe = probe_http(url) if url and alive else None
+        supervised = supervisor_status(env.release_dir(info.release_id)) if info and running else None
+        restarts = supervised.restarts if supervised else 0
         if info is None:
             status, reason = "not_deployed", reason or "nothing is deployed"
         elif not alive:
             status = "down"
-            reason = reason or (
-                "stopped by request" if state.stopped_by_request else "the app's process is gone"
-            )
+            gone = "the app's process is gone"
+            if supervised and supervised.gave_up:
+                gone += f" (its supervisor restarted it {restarts} time(s), then gave up)"
+            reason = reason or ("stopped by request" if state.stopped_by_request else gone)
         elif probe is not None and probe.ok:
             status = "up"
         else:
@@ -176,6 +191,7 @@ class LocalTarget(DeployTarget):
             error_lines=recent_error_lines(log_path) if log_path else [],
             reason=None if status == "up" else reason,
             checked_at=_now(),
+            restarts=restarts,
         )
 
     # -- request types -------------------------------------------------------------------------

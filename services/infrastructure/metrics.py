@@ -22,3 +22,8 @@ HEALTH_CHECKS = Counter(
 STALE_TOKENS = Counter(
     "devtools_infrastructure_stale_fencing_tokens_total", "Requests refused for a stale fencing token"
 )
+FENCING_REFUSALS = Counter(
+    "devtools_infrastructure_fencing_refusals_total",
+    "Mutating requests refused by the lock table check",
+    ["reason"],
+)  # reason: not_holder | locked | unavailable (stale tokens count in the counter above)

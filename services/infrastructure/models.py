@@ -33,6 +33,7 @@ class DeployServicePayload(_Fenced):
     port: int | None = Field(None, ge=1, le=65535)
     health_path: str | None = Field(None, pattern=r"^/")
     health_timeout_seconds: float | None = Field(None, gt=0, le=3600)
+    max_restarts: int | None = Field(None, ge=0, le=100, description="restart-on-crash; 0 (default): off")
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -100,7 +101,9 @@ class HealthReport(BaseModel):
     error_lines: list[str]
     reason: str | None  # why it is not up, in words
     checked_at: str
+    restarts: int = 0  # times the supervisor restarted the app since it was started (max_restarts > 0)
     diagnosis: str | None = None  # LLM prose, only with a model and only when not up
+    llm_warning: str | None = None  # why `diagnosis` is missing although a model is configured
 
 
 class DeployResult(BaseModel):

@@ -25,7 +25,7 @@ from services.infrastructure.models import (
     UpdateConfigPayload,
     UpdateConfigResult,
 )
-from services.infrastructure.targets import get_target
+from services.infrastructure.targets import TokenCheck, get_target
 
 
 def _with_diagnosis(report: HealthReport, chat_model: BaseChatModel | None) -> HealthReport:
@@ -35,22 +35,30 @@ def _with_diagnosis(report: HealthReport, chat_model: BaseChatModel | None) -> H
         f"Service in environment {report.environment!r} is {report.status}: {report.reason}. "
         f"HTTP status {report.http_status}, process alive: {report.process_alive}."
     )
-    return report.model_copy(update={"diagnosis": diagnose(chat_model, facts, "\n".join(report.error_lines))})
+    prose = diagnose(chat_model, facts, "\n".join(report.error_lines))
+    return report.model_copy(update={"diagnosis": prose.text, "llm_warning": prose.warning})
 
 
 def deploy_service(
-    payload: DeployServicePayload, *, data_dir: Path, chat_model: BaseChatModel | None = None
+    payload: DeployServicePayload,
+    *,
+    data_dir: Path,
+    chat_model: BaseChatModel | None = None,
+    token_check: TokenCheck | None = None,
 ) -> DeployResult:
-    result = get_target(payload.target, data_dir).deploy(payload)
+    result = get_target(payload.target, data_dir, token_check).deploy(payload)
     if result.status != "deployed" and result.health is not None and chat_model is not None:
         facts = f"Deploy of release {result.release_id} failed: {result.failure_reason}."
         prose = diagnose(chat_model, facts, "\n".join(result.health.error_lines))
-        result = result.model_copy(update={"health": result.health.model_copy(update={"diagnosis": prose})})
+        health = result.health.model_copy(update={"diagnosis": prose.text, "llm_warning": prose.warning})
+        result = result.model_copy(update={"health": health})
     return result
 
 
-def rollback(payload: RollbackPayload, *, data_dir: Path) -> RollbackResult:
-    return get_target(payload.target, data_dir).rollback(payload)
+def rollback(
+    payload: RollbackPayload, *, data_dir: Path, token_check: TokenCheck | None = None
+) -> RollbackResult:
+    return get_target(payload.target, data_dir, token_check).rollback(payload)
 
 
 def health_check(
@@ -62,15 +70,24 @@ def health_check(
     return _with_diagnosis(report, chat_model)
 
 
-def update_config(payload: UpdateConfigPayload, *, data_dir: Path) -> UpdateConfigResult:
-    return get_target(payload.target, data_dir).update_config(payload)
+def update_config(
+    payload: UpdateConfigPayload, *, data_dir: Path, token_check: TokenCheck | None = None
+) -> UpdateConfigResult:
+    return get_target(payload.target, data_dir, token_check).update_config(payload)
 
 
-def stop_service(payload: StopServicePayload, *, data_dir: Path) -> StopResult:
-    return get_target(payload.target, data_dir).stop(payload)
+def stop_service(
+    payload: StopServicePayload, *, data_dir: Path, token_check: TokenCheck | None = None
+) -> StopResult:
+    return get_target(payload.target, data_dir, token_check).stop(payload)
 
 
 def restart_service(
-    payload: RestartServicePayload, *, data_dir: Path, chat_model: BaseChatModel | None = None
+    payload: RestartServicePayload,
+    *,
+    data_dir: Path,
+    chat_model: BaseChatModel | None = None,
+    token_check: TokenCheck | None = None,
 ) -> HealthReport:
-    return _with_diagnosis(get_target(payload.target, data_dir).restart(payload), chat_model)
+    report = get_target(payload.target, data_dir, token_check).restart(payload)
+    return _with_diagnosis(report, chat_model)

@@ -3,14 +3,21 @@
 The app runs in a session of its own (`start_new_session=True`), so it outlives the agent's
 restarts and is stopped as a whole group. A daemon thread reaps it if it exits while we are
 its parent, so a crashed app never lingers as a zombie that would look alive.
+
+With `max_restarts` > 0 the group's leader is keeper.py, which restarts the app when it crashes
+(with backoff, at most max_restarts times) and records that in `supervisor.json` beside the log.
+Off by default: a crashed app stays down until someone (self_healing, a person) acts.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +27,8 @@ from services.cicd.process import kill_process_group, process_group_alive
 from services.infrastructure.env_state import RunningProcess
 
 STOP_GRACE_SECONDS = 5.0
+KEEPER = Path(__file__).with_name("keeper.py")
+SUPERVISOR_STATUS = "supervisor.json"
 
 
 class PortInUseError(RuntimeError):
@@ -37,16 +46,29 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def start_app(
-    command: str, *, cwd: Path, port: int, env: Mapping[str, str], log_path: Path, release_id: str
+    command: str,
+    *,
+    cwd: Path,
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    release_id: str,
+    max_restarts: int = 0,
 ) -> RunningProcess:
     if not port_is_free(port):
         raise PortInUseError(f"port {port} is already in use by another process")
+    argv = ["/bin/sh", "-c", command]
+    if max_restarts > 0:
+        status = str(cwd / SUPERVISOR_STATUS)
+        argv = [sys.executable, "-I", str(KEEPER), "--max-restarts", str(max_restarts), "--status", status]
+        argv += ["--", command]
     with log_path.open("ab") as log:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        log.write(f"[devtools] {stamp} starting: {command} (PORT={port})\n".encode())
+        supervised = f", restarted on crash up to {max_restarts}x" if max_restarts > 0 else ""
+        log.write(f"[devtools] {stamp} starting: {command} (PORT={port}{supervised})\n".encode())
         log.flush()
         process = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            argv,
             cwd=cwd,
             env={**env, "PORT": str(port)},
             stdin=subprocess.DEVNULL,
@@ -85,3 +107,19 @@ def stop_app(running: RunningProcess, grace: float = STOP_GRACE_SECONDS) -> bool
         return False
     kill_process_group(running.pid, grace)
     return True
+
+
+@dataclass(frozen=True)
+class SupervisorStatus:
+    restarts: int  # crashes the supervisor restarted the app after, since it was started
+    gave_up: bool  # max_restarts used up: the app stays down
+    app_pid: int | None
+
+
+def supervisor_status(release_dir: Path) -> SupervisorStatus | None:
+    """What keeper.py last recorded for the release, if it runs (or ran) under one."""
+    try:
+        raw = json.loads((release_dir / SUPERVISOR_STATUS).read_text())
+        return SupervisorStatus(int(raw["restarts"]), bool(raw["gave_up"]), raw.get("app_pid"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

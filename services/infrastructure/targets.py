@@ -22,9 +22,14 @@ from services.infrastructure.models import (
     UpdateConfigResult,
 )
 
+# (environment, fencing token) -> None, or raises when the token is not the lock holder's right now.
+TokenCheck = Callable[[str, int], None]
+
 
 class DeployTarget(ABC):
-    """Where releases run. Mutating calls must serialize per environment and honour fencing tokens."""
+    """Where releases run. Mutating calls must serialize per environment and honour fencing tokens:
+    refuse one lower than the highest seen, and call the target's TokenCheck (when it has one) on
+    every token under the environment's serialization, before changing anything."""
 
     name: str
 
@@ -48,7 +53,7 @@ class DeployTarget(ABC):
     def restart(self, payload: RestartServicePayload) -> HealthReport: ...
 
 
-TargetFactory = Callable[[Path], DeployTarget]
+TargetFactory = Callable[[Path, TokenCheck | None], DeployTarget]
 _TARGETS: dict[str, TargetFactory] = {}
 
 
@@ -61,12 +66,12 @@ def available_targets() -> list[str]:
     return sorted(_TARGETS)
 
 
-def get_target(name: str, data_dir: Path) -> DeployTarget:
+def get_target(name: str, data_dir: Path, token_check: TokenCheck | None = None) -> DeployTarget:
     _load_builtin_targets()
     factory = _TARGETS.get(name)
     if factory is None:
         raise UnknownTargetError(f"target {name!r} is not available (known: {', '.join(sorted(_TARGETS))})")
-    return factory(data_dir)
+    return factory(data_dir, token_check)
 
 
 def _load_builtin_targets() -> None:

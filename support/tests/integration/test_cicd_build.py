@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from pydantic import ValidationError
 
 from services.cicd.build import ValidateBuildPayload, validate_build
-from services.cicd.deploy import DeployArtifactPayload, deploy_artifact
+from services.cicd.deploy import DeployArtifactPayload, prepare_deploy
 from services.cicd.errors import ArtifactNotFoundError, NoBuildCommandError
 from services.infrastructure.env_state import EnvironmentDir
-from services.infrastructure.models import DeployServicePayload
 from services.infrastructure.skills import deploy_service
 from support.tests.gitrepo import GitRepo
 
@@ -123,17 +123,18 @@ def test_python_build_then_deploy_the_artifact(tmp_path: Path) -> None:
         assert hashlib.sha256(Path(artifact.path).read_bytes()).hexdigest() == artifact.sha256
     sdist = next(a for a in built.artifacts if a.file_name.endswith(".tar.gz"))
 
-    handoff = deploy_artifact(
+    handoff = prepare_deploy(
         DeployArtifactPayload(artifact_sha256=sdist.sha256, environment="preview", fencing_token=3),
         data_dir=data_dir,
     )
-    assert (handoff.target_agent, handoff.request_type) == ("infrastructure", "DEPLOY_SERVICE")
-    assert handoff.payload == {"environment": "preview", "target": "local", "ref": "HEAD",
-                               "artifact_sha256": sdist.sha256, "fencing_token": 3}  # fmt: skip
+    assert handoff.request.model_dump(mode="json", exclude_none=True) == {
+        "environment": "preview", "target": "local", "ref": "HEAD",
+        "artifact_sha256": sdist.sha256, "fencing_token": 3,
+    }  # fmt: skip
     assert handoff.artifact.commit == built.commit
 
     try:
-        deployed = deploy_service(DeployServicePayload(**handoff.payload), data_dir=data_dir)
+        deployed = deploy_service(handoff.request, data_dir=data_dir)
         assert deployed.status == "deployed", deployed.failure_reason
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "served from the artifact"
     finally:
@@ -150,6 +151,38 @@ def test_bad_build_and_deploy_input(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="artifact_sha256"):
         DeployArtifactPayload(artifact_sha256="abc", environment="preview")
     with pytest.raises(ArtifactNotFoundError, match="no artifact with sha256"):
-        deploy_artifact(
+        prepare_deploy(
             DeployArtifactPayload(artifact_sha256="0" * 64, environment="preview"), data_dir=tmp_path
         )
+
+
+def test_failed_build_gets_the_models_diagnosis_and_a_failing_model_only_a_warning(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "broken", {"devtools.toml": 'build_command = "echo ERROR missing header cart.h >&2; exit 2"\n'}
+    )
+    data_dir = tmp_path / "data"
+    payload = ValidateBuildPayload(repo=str(repo.path))
+    model = FakeListChatModel(responses=["cart.h is missing: add it or fix the include path."])
+
+    diagnosed = validate_build(payload, data_dir=data_dir, chat_model=model)
+    failed_model = validate_build(
+        payload, data_dir=data_dir, chat_model=GenericFakeChatModel(messages=iter([]))
+    )
+
+    assert (diagnosed.status, diagnosed.exit_code) == ("failed", 2)
+    assert diagnosed.diagnosis == "cart.h is missing: add it or fix the include path."
+    assert diagnosed.llm_warning is None
+    assert (failed_model.status, failed_model.exit_code, failed_model.diagnosis) == ("failed", 2, None)
+    assert failed_model.llm_warning is not None and "model call failed" in failed_model.llm_warning
+
+
+def test_a_successful_build_asks_the_model_nothing(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    build = "mkdir -p out && echo bytes > out/a.txt"
+    repo.commit("ok", {"devtools.toml": f'build_command = "{build}"\nartifact_glob = "out/*"\n'})
+    never = GenericFakeChatModel(messages=iter([]))  # would leave a warning if it were called
+    built = validate_build(
+        ValidateBuildPayload(repo=str(repo.path)), data_dir=tmp_path / "data", chat_model=never
+    )
+    assert (built.status, built.diagnosis, built.llm_warning) == ("succeeded", None, None)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
 import textwrap
 from pathlib import Path
 
@@ -151,3 +154,108 @@ def test_repo_without_any_test_command_is_an_error(tmp_path: Path) -> None:
     repo.commit("docs", {"README.md": "# nothing to test\n"})
     with pytest.raises(NoTestCommandError, match="test_command"):
         run_pipeline(RunPipelinePayload(repo=str(repo.path)), data_dir=tmp_path / "data")
+
+
+MOCHA_LIKE = textwrap.dedent(
+    """
+    // Prints a mocha-style summary: counts on lines of their own, failure details after them.
+    console.log("  3 passing (4ms)");
+    console.log("  1 pending");
+    console.log("  1 failing");
+    console.log("");
+    console.log("  1) cart totals an empty cart:");
+    console.log("     AssertionError: expected NaN to equal 0");
+    process.exit(1);
+    """
+)
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not on PATH")
+def test_package_json_test_script_is_detected_as_npm_test(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "node-repo")
+    package = {"name": "cart", "version": "1.0.0", "private": True, "scripts": {"test": "node test.js"}}
+    repo.commit("node project", {"package.json": json.dumps(package), "test.js": MOCHA_LIKE})
+
+    result = run_pipeline(RunPipelinePayload(repo=str(repo.path)), data_dir=tmp_path / "data")
+
+    assert (result.command, result.command_source) == ("npm test", "detected:npm")
+    assert (result.status, result.exit_code) == ("failed", 1)
+    assert (result.passed, result.failed, result.skipped, result.counts_source) == (3, 1, 1, "summary")
+    assert "expected NaN to equal 0" in result.log_tail
+
+
+def test_makefile_test_target_is_detected_as_make_test(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "make-repo")
+    makefile = "build:\n\t@echo building\n\ntest: build\n\t@echo '5 passed, 2 skipped'\n"
+    repo.commit("make project", {"Makefile": makefile})
+
+    result = run_pipeline(RunPipelinePayload(repo=str(repo.path)), data_dir=tmp_path / "data")
+
+    assert (result.command, result.command_source) == ("make test", "detected:make")
+    assert (result.status, result.passed, result.skipped, result.failed) == ("passed", 5, 2, 0)
+    assert "building" in result.log_tail  # the real target ran, with its prerequisite
+
+
+def test_makefile_without_test_target_is_not_a_test_command(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "make-repo")
+    repo.commit("no tests", {"Makefile": "build:\n\t@echo building\ntest-data:\n\t@echo data\n"})
+    with pytest.raises(NoTestCommandError):
+        run_pipeline(RunPipelinePayload(repo=str(repo.path)), data_dir=tmp_path / "data")
+
+
+JUNIT_WRITER = textwrap.dedent(
+    """
+    mkdir -p reports
+    cat > reports/junit.xml <<'XML'
+    <testsuite name="shell" tests="3">
+      <testcase name="adds"/>
+      <testcase name="subtracts"><failure message="2 - 1 != 3"/></testcase>
+      <testcase name="later"><skipped/></testcase>
+    </testsuite>
+    XML
+    echo "99 passed"  # a misleading summary line: the JUnit report must win
+    exit 1
+    """
+)
+
+
+def test_junit_xml_setting_gives_counts_for_a_non_pytest_runner(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "shell-repo")
+    config = 'test_command = "sh run_tests.sh"\njunit_xml = "reports/junit.xml"\n'
+    repo.commit("shell runner", {"devtools.toml": config, "run_tests.sh": JUNIT_WRITER})
+
+    result = run_pipeline(RunPipelinePayload(repo=str(repo.path)), data_dir=tmp_path / "data")
+
+    assert (result.status, result.counts_source) == ("failed", "junit")
+    assert (result.passed, result.failed, result.skipped, result.total) == (1, 1, 1, 3)
+
+
+def test_without_junit_xml_setting_the_same_runner_counts_from_its_summary(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "shell-repo")
+    repo.commit("shell runner", {"devtools.toml": 'test_command = "sh run_tests.sh"\n',
+                                 "run_tests.sh": JUNIT_WRITER})  # fmt: skip
+    result = run_pipeline(RunPipelinePayload(repo=str(repo.path)), data_dir=tmp_path / "data")
+    assert (result.counts_source, result.passed) == ("summary", 99)
+
+
+def test_the_repository_virtualenv_is_used_although_the_worktree_lacks_it(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "venv-repo")
+    repo.commit("python project", {".gitignore": ".venv/\n", "pyproject.toml": '[project]\nname = "v"\n'})
+    detected_ref = repo.head()
+    repo.commit("probe", {"devtools.toml": 'test_command = "devtools-probe"\n'})
+    # The developer's untracked virtualenv: only in the repository folder, never in a worktree.
+    bin_dir = repo.path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(sys.executable)
+    probe = bin_dir / "devtools-probe"
+    probe.write_text('#!/bin/sh\necho "probe from $0"\n')
+    probe.chmod(0o755)
+
+    data_dir = tmp_path / "data"
+    configured = run_pipeline(RunPipelinePayload(repo=str(repo.path)), data_dir=data_dir)
+    detected = run_pipeline(RunPipelinePayload(repo=str(repo.path), ref=detected_ref), data_dir=data_dir)
+
+    assert configured.status == "passed", configured.log_tail
+    assert f"probe from {probe}" in configured.log_tail
+    assert detected.command_source == "detected:pytest"
+    assert detected.command.startswith(f"{bin_dir / 'python'} -m pytest")

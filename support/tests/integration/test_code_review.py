@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from pydantic import ValidationError
 
 from services.code_review.explain import explain_code
@@ -226,3 +226,41 @@ def test_explain_a_symbol_and_a_file(repo: GitRepo) -> None:
         explain_code(ExplainCodePayload(repo=str(repo.path), path="shapes.py", symbol="Square"))
     with pytest.raises(ReviewError, match=r"path: missing\.py does not exist"):
         explain_code(ExplainCodePayload(repo=str(repo.path), path="missing.py"))
+
+
+def failing_model() -> GenericFakeChatModel:
+    """A scripted model with nothing left to say: every call raises."""
+    return GenericFakeChatModel(messages=iter([]))
+
+
+def test_a_failing_model_keeps_the_review_and_says_why_there_is_no_summary(repo: GitRepo) -> None:
+    repo.branch("feature")
+    files = {"settings.py": f'KEY = "{FAKE_AWS_KEY}"\n', "test_settings.py": "def test_s(): ...\n"}
+    repo.commit("key", files)
+    payload = ReviewCodePayload(repo=str(repo.path), base="main", head="feature")
+
+    with_failing_llm = review_code(payload, chat_model=failing_model())
+    without = review_code(payload)
+
+    assert with_failing_llm.verdict == without.verdict == "request_changes"
+    assert with_failing_llm.findings == without.findings and with_failing_llm.summary == without.summary
+    assert with_failing_llm.llm_summary is None
+    assert with_failing_llm.llm_warning is not None
+    assert with_failing_llm.llm_warning.startswith("no LLM prose: the model call failed")
+    assert without.llm_warning is None
+
+
+def test_explain_code_adds_the_models_explanation_on_top(repo: GitRepo) -> None:
+    repo.commit("shapes", {"shapes.py": SYMBOLS})
+    payload = ExplainCodePayload(repo=str(repo.path), path="shapes.py", symbol="Circle.area")
+    model = FakeListChatModel(responses=["`area` approximates pi unless asked to be precise."])
+
+    explained = explain_code(payload, chat_model=model)
+    plain = explain_code(payload)
+    failed = explain_code(payload, chat_model=failing_model())
+
+    assert explained.llm_explanation == "`area` approximates pi unless asked to be precise."
+    assert explained.llm_warning is None
+    assert explained.explanation == plain.explanation and explained.function == plain.function
+    assert (failed.llm_explanation, failed.function) == (None, plain.function)
+    assert failed.llm_warning is not None and "model call failed" in failed.llm_warning

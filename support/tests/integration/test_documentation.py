@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from pydantic import ValidationError
 
 from services.documentation.generate import generate_docs
@@ -284,3 +284,74 @@ def test_bad_input_gives_clear_errors(repo: GitRepo, tmp_path: Path) -> None:
         update_readme(UpdateReadmePayload(repo=str(repo.path), section="api"))
     with pytest.raises(ValidationError, match="doc_type: required when section 'intro'"):
         UpdateReadmePayload(repo=str(repo.path), section="intro")
+
+
+class RecordingModel(FakeListChatModel):
+    """A scripted model that also keeps what it was shown."""
+
+    shown: list[str] = []
+
+    def _call(self, messages, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.shown.append(str(messages[-1].content))
+        return super()._call(messages, *args, **kwargs)
+
+
+def failing_model() -> GenericFakeChatModel:
+    return GenericFakeChatModel(messages=iter([]))  # nothing scripted: every call raises
+
+
+def test_a_failing_model_keeps_the_generated_document(repo: GitRepo) -> None:
+    payload = GenerateDocsPayload(repo=str(repo.path), doc_type="api")
+    failed = generate_docs(payload, chat_model=failing_model())
+    plain = generate_docs(payload)
+    assert failed.markdown == plain.markdown and failed.modules == plain.modules
+    assert failed.llm_prose is None
+    assert failed.llm_warning is not None and failed.llm_warning.startswith("no LLM prose: the model call")
+    assert plain.llm_warning is None
+
+
+def test_update_readme_with_a_failing_model_still_updates_the_section(repo: GitRepo) -> None:
+    payload = UpdateReadmePayload(repo=str(repo.path), section="api")
+    result = update_readme(payload, chat_model=failing_model())
+    assert result.changed and "def add(a: int, b: int = 2) -> int" in result.section_text
+    assert result.llm_warning is not None and "model call failed" in result.llm_warning
+    assert "def add(a: int, b: int = 2) -> int" in (repo.path / "README.md").read_text()
+
+
+def test_user_and_deployment_guides_get_the_models_introduction(repo: GitRepo) -> None:
+    user_model = RecordingModel(responses=["calc adds numbers from the command line."], shown=[])
+    user = generate_docs(
+        GenerateDocsPayload(repo=str(repo.path), doc_type="user_guide"), chat_model=user_model
+    )
+    deploy_model = RecordingModel(responses=["calc runs in a container on port 8080."], shown=[])
+    deploy = generate_docs(
+        GenerateDocsPayload(repo=str(repo.path), doc_type="deployment_guide"), chat_model=deploy_model
+    )
+
+    assert user.llm_prose == "calc adds numbers from the command line."
+    assert user.markdown.startswith("# calc user guide\n\ncalc adds numbers from the command line.\n")
+    assert "usage: calc [-h] [--verbose]" in user_model.shown[0]  # the model saw the real document
+    assert "usage: calc [-h] [--verbose]" in user.markdown
+    assert deploy.llm_prose == "calc runs in a container on port 8080."
+    assert deploy.markdown.split("\n")[2] == "calc runs in a container on port 8080."
+    assert "| `CALC_API_URL` | yes |" in deploy_model.shown[0]
+    assert "| `CALC_API_URL` | yes |" in deploy.markdown
+
+
+def test_update_readme_puts_the_models_introduction_in_the_section(repo: GitRepo) -> None:
+    model = FakeListChatModel(responses=["The calc API at a glance."])
+    result = update_readme(UpdateReadmePayload(repo=str(repo.path), section="api"), chat_model=model)
+    assert result.llm_warning is None
+    assert result.section_text.startswith("## calc API reference\n\nThe calc API at a glance.\n")
+    assert "The calc API at a glance." in (repo.path / "README.md").read_text()
+
+
+def test_user_guide_of_a_ref_runs_scripts_with_the_repositorys_virtualenv(repo: GitRepo) -> None:
+    # The untracked .venv exists only in the repository folder, never in the ref's worktree.
+    venv_python = repo.path / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text("#!/bin/sh\necho 'usage: help from the repository virtualenv'\n")
+    venv_python.chmod(0o755)
+    result = generate_docs(GenerateDocsPayload(repo=str(repo.path), doc_type="user_guide", ref="main"))
+    helps = {s.name: s.help_text for s in result.scripts or []}
+    assert helps["calc"] == "usage: help from the repository virtualenv"

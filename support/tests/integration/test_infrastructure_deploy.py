@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from services.cicd.process import process_group_alive
 from services.infrastructure.env_state import EnvironmentDir
 from services.infrastructure.errors import (
     DeployConfigError,
@@ -37,6 +38,7 @@ from services.infrastructure.skills import (
     stop_service,
     update_config,
 )
+from support.tests.agents.processes import wait_until
 from support.tests.gitrepo import GitRepo
 
 pytestmark = pytest.mark.integration
@@ -114,6 +116,13 @@ def app_repo(tmp_path: Path, port: int) -> GitRepo:
         "v1", {"app.py": APP.format(version="v1", health_status=200), "pyproject.toml": pyproject(port)}
     )
     return repo
+
+
+def crash(pid: int) -> None:
+    """Kill the app's whole process group, as a crash would (not a requested stop), and wait until
+    the kernel has taken it down: SIGKILL is delivered asynchronously."""
+    os.killpg(pid, signal.SIGKILL)
+    wait_until(lambda: not process_group_alive(pid), what=f"process group {pid} gone")
 
 
 def get(port: int, path: str = "/") -> httpx.Response:
@@ -237,6 +246,29 @@ def test_update_config_is_validated_and_applied_with_a_restart(
     assert get(port).text == "v1 greeting="
 
 
+def test_update_config_whose_values_fail_the_health_check_is_reverted(
+    data_dir: Path, tmp_path: Path, port: int
+) -> None:
+    picky = GitRepo(tmp_path / "picky")
+    app = APP.format(version="v1", health_status='500 if os.environ.get("BROKEN") else 200')
+    picky.commit("v1", {"app.py": app, "pyproject.toml": pyproject(port)})
+    deploy(data_dir, picky)
+    update_config(UpdateConfigPayload(environment="staging", values={"GREETING": "hi"}), data_dir=data_dir)
+
+    result = update_config(
+        UpdateConfigPayload(environment="staging", values={"BROKEN": "1", "GREETING": "bye"}),
+        data_dir=data_dir,
+    )
+
+    assert (result.status, result.restarted) == ("reverted", True)
+    assert result.keys_changed == ["BROKEN", "GREETING"]
+    assert "failed its health check with the new values" in result.message
+    assert "HTTP 500" in result.message
+    assert EnvironmentDir(data_dir, "staging").config_file.read_text() == "GREETING=hi\n"
+    assert result.health is not None and result.health.status == "up"
+    assert get(port).text == "v1 greeting=hi"  # the app serves again, with the values from before
+
+
 def test_health_check_reports_a_stopped_app_as_down(data_dir: Path, app_repo: GitRepo, port: int) -> None:
     deploy(data_dir, app_repo)
     pid = EnvironmentDir(data_dir, "staging").load().process.pid  # type: ignore[union-attr]
@@ -263,7 +295,7 @@ def test_a_crashed_app_is_reported_down_with_its_error_lines(data_dir: Path, app
     log_path = env.releases / state.process.release_id / "app.log"
     with log_path.open("a") as log:
         log.write("Traceback (most recent call last):\nRuntimeError: ERROR database unreachable\n")
-    os.killpg(state.process.pid, signal.SIGKILL)  # a crash, not a requested stop
+    crash(state.process.pid)
 
     report = health_check(HealthCheckPayload(environment="staging"), data_dir=data_dir)
 

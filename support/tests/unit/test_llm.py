@@ -17,12 +17,14 @@ from shared.llm import (
     LLMConfigError,
     LLMOutputError,
     LLMSpec,
+    Prose,
     chat_model_from_settings,
     chat_model_from_spec,
     extract_json,
     invoke_structured,
     invoke_text,
     openhands_llm_from_spec,
+    optional_prose,
     parse_llm_spec,
 )
 
@@ -142,3 +144,51 @@ def test_extract_json_reports_broken_json() -> None:
     assert extract_json('prefix [1, 2] suffix {"a": 1}') == [1, 2]
     with pytest.raises(LLMOutputError, match="not valid JSON"):
         extract_json('{"a": 1,,}')
+
+
+def test_optional_prose_without_a_model_is_empty_and_silent() -> None:
+    assert optional_prose(None, "s", "material") == Prose(text=None, warning=None)
+
+
+def test_optional_prose_returns_the_answer() -> None:
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=" Adds a helper. ")]))
+    assert optional_prose(model, "s", "diff") == Prose(text="Adds a helper.", warning=None)
+
+
+def test_optional_prose_turns_a_failing_model_into_a_warning() -> None:
+    model = GenericFakeChatModel(messages=iter([]))  # exhausted at once: the call raises
+    prose = optional_prose(model, "s", "diff")
+    assert prose.text is None
+    assert prose.warning is not None and prose.warning.startswith("no LLM prose: the model call failed")
+
+
+def test_optional_prose_gives_up_on_a_model_that_does_not_answer() -> None:
+    release = threading.Event()
+
+    class Stuck(FakeListChatModel):
+        def _call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            release.wait(30)
+            return "late"
+
+    try:
+        prose = optional_prose(Stuck(responses=["late"]), "s", "diff", timeout=0.2)
+    finally:
+        release.set()
+    assert prose == Prose(text=None, warning="no LLM prose: the model did not answer within 0.2s")
+
+
+def test_optional_prose_warns_about_an_empty_answer() -> None:
+    prose = optional_prose(FakeListChatModel(responses=["   "]), "s", "diff")
+    assert prose == Prose(text=None, warning="no LLM prose: the model answered with an empty text")
+
+
+def test_optional_prose_bounds_the_material_it_sends() -> None:
+    seen: list[str] = []
+
+    class Recording(FakeListChatModel):
+        def _call(self, messages, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(str(messages[-1].content))
+            return "ok"
+
+    assert optional_prose(Recording(responses=["ok"]), "s", "x" * 100, max_chars=10).text == "ok"
+    assert seen == ["x" * 10 + "\n[... truncated]"]
