@@ -17,11 +17,12 @@ import redis
 
 from agent_orchestrator.runs_client import OrchestratorClient
 from agent_orchestrator.sample_repo import SampleRepo, create_sample_repo
+from services.cicd.process import process_group_alive
 from shared.config import load_settings
 from shared.lib.agent_events import InterAgentEvent
 from shared.lib.bus_keys import DATA_FIELD, BusKeys
 from shared.lib.event_bus import EventBus
-from support.tests.agents.processes import free_port
+from support.tests.agents.processes import free_port, wait_until
 from support.tests.integration.flagship_platform import Platform, running_platform
 from support.tests.integration.flaky_app import GREETING, commit_flaky_app
 
@@ -60,6 +61,8 @@ def _deploy(platform: Platform, tmp_path: Path, env: str, *, flaky: bool = False
 def _kill_app(platform: Platform, env: str) -> None:
     health = platform.agent_request("infrastructure", "HEALTH_CHECK", {"environment": env})["result"]
     os.killpg(health["pid"], signal.SIGKILL)
+    # SIGKILL is not instant: the workflow must find the app down, not still answering.
+    wait_until(lambda: not process_group_alive(health["pid"]), what="the killed app's process group gone")
 
 
 def test_a_killed_app_is_restarted_and_serves_again(
