@@ -37,6 +37,7 @@ from agent_orchestrator.workflows.approval_policy import DEFAULT_MAX_AUTO_APPROV
 from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import pr_deployment_report
+from agent_orchestrator.workflows.run_locks import run_lock
 from shared.langgraph.state import MultiAgentState, utc_now_iso
 from shared.lib.agent_events import InterAgentEventType
 
@@ -197,16 +198,20 @@ async def deploy(state: PRDeploymentState) -> dict[str, Any]:
     ref = state["review"].get("head_commit") or state["head"]
     locks = await workflow_services().lock_manager(current_run().pool.conninfo)
     held: dict[str, Any] = {}
-    lock_args = {"owner": run_id, "ttl": LOCK_TTL_SECONDS, "wait_timeout": state["lock_wait_seconds"]}
+    lock_args = {
+        "ttl": LOCK_TTL_SECONDS,
+        "wait_timeout": state["lock_wait_seconds"],
+        "reason": "pr_deployment",
+    }
     async with (
-        locks.acquire(f"repo:{repo_name(state['repo'])}", reason="pr_deployment", **lock_args) as repo_lease,
-        locks.acquire(f"env:{env}", reason="pr_deployment", **lock_args) as env_lease,
+        run_lock(locks, f"repo:{repo_name(state['repo'])}", **lock_args) as repo_lease,
+        run_lock(locks, f"env:{env}", **lock_args) as env_lease,
     ):
         for lease in (repo_lease, env_lease):
-            held[lease.resource_id] = {"fencing_token": lease.fencing_token, "owner": run_id}
+            held[lease.resource_id] = {"fencing_token": lease.fencing_token, "owner": lease.owner}
             await emit_event(
                 InterAgentEventType.RESOURCE_LOCKED,
-                {"resource": lease.resource_id, "fencing_token": lease.fencing_token, "owner": run_id},
+                {"resource": lease.resource_id, "fencing_token": lease.fencing_token, "owner": lease.owner},
                 run_id,
             )
         payload = {
@@ -228,9 +233,9 @@ async def deploy(state: PRDeploymentState) -> dict[str, Any]:
             )
         except AgentCallFailed as exc:
             result = {"status": "error", "message": exc.message, "failure_reason": exc.message}
-    for resource in held:
+    for resource, lock in held.items():
         await emit_event(
-            InterAgentEventType.RESOURCE_UNLOCKED, {"resource": resource, "owner": run_id}, run_id
+            InterAgentEventType.RESOURCE_UNLOCKED, {"resource": resource, "owner": lock["owner"]}, run_id
         )
     result = {**result, "fencing_token": env_lease.fencing_token, "ref": ref}
     return {
@@ -261,12 +266,8 @@ async def verify(state: PRDeploymentState) -> dict[str, Any]:
         }
     # The new release is not what serves healthily now: put the previous one back.
     locks = await workflow_services().lock_manager(current_run().pool.conninfo)
-    async with locks.acquire(
-        f"env:{env}",
-        owner=run_id,
-        ttl=LOCK_TTL_SECONDS,
-        wait_timeout=state["lock_wait_seconds"],
-        reason="rollback",
+    async with run_lock(
+        locks, f"env:{env}", ttl=LOCK_TTL_SECONDS, wait_timeout=state["lock_wait_seconds"], reason="rollback"
     ) as lease:
         try:
             rollback = await run_once(

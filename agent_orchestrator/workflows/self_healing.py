@@ -35,6 +35,7 @@ from agent_orchestrator.workflows.agent_calls import (
 )
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import self_healing_report
+from agent_orchestrator.workflows.run_locks import run_lock
 from shared.langgraph.state import MultiAgentState, utc_now_iso
 from shared.lib.agent_events import InterAgentEventType
 
@@ -163,8 +164,8 @@ async def apply_fix(state: SelfHealingState) -> dict[str, Any]:
     request_type, extras = FIXES[fix]
     number = len(state.get("attempts", [])) + 1
     locks = await workflow_services().lock_manager(current_run().pool.conninfo)
-    async with locks.acquire(
-        f"env:{env}", owner=run_id, ttl=LOCK_TTL_SECONDS, wait_timeout=300, reason=f"self_healing {fix}"
+    async with run_lock(
+        locks, f"env:{env}", ttl=LOCK_TTL_SECONDS, wait_timeout=300, reason=f"self_healing {fix}"
     ) as lease:
         payload = {"environment": env, "fencing_token": lease.fencing_token, **extras}
         try:
