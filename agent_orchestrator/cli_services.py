@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from contextlib import ExitStack
 from types import FrameType
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from agent_orchestrator.services import ServiceSpec, Supervisor, available_services
 from shared.config import ENV_PREFIX, Settings
+from shared.lib.ports import port_is_free, tcp_socket
 
 
 class PortInUseError(RuntimeError):
@@ -29,21 +29,6 @@ class PortInUseError(RuntimeError):
 
 def port_variable(spec: ServiceSpec) -> str:
     return f"{ENV_PREFIX}{spec.port_setting.upper()}"
-
-
-def _socket(host: str) -> socket.socket:
-    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-
-
-def _is_free(host: str, port: int) -> bool:
-    with _socket(host) as probe:
-        # As uvicorn does: a port left in TIME_WAIT by a stopped service counts as free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def choose_ports(settings: Settings, specs: list[ServiceSpec], auto: bool) -> tuple[Settings, list[str]]:
@@ -60,7 +45,7 @@ def choose_ports(settings: Settings, specs: list[ServiceSpec], auto: bool) -> tu
     with ExitStack() as held:
         for spec in specs:
             port = int(getattr(settings, spec.port_setting))
-            if port not in claimed and _is_free(settings.host, port):
+            if port not in claimed and port_is_free(port, settings.host):
                 claimed.add(port)
                 continue
             variable = port_variable(spec)
@@ -74,7 +59,7 @@ def choose_ports(settings: Settings, specs: list[ServiceSpec], auto: bool) -> tu
             # twice; configured ports are not held, so the OS may offer one of those: ask again.
             free = port
             while free in claimed or free == port:
-                picked = held.enter_context(_socket(settings.host))
+                picked = held.enter_context(tcp_socket(settings.host))
                 picked.bind((settings.host, 0))
                 free = int(picked.getsockname()[1])
             claimed.add(free)

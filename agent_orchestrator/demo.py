@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from agent_orchestrator.services import RunningService, Supervisor, available_se
 from shared.backends import Backends
 from shared.config import Settings
 from shared.health import check_postgres, check_redis
+from shared.lib.ports import free_port
 
 ENVIRONMENT = "staging"
 
@@ -152,18 +152,12 @@ def _run(
     return done, final, time.monotonic() - started
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _story(settings: Settings, supervisor: Supervisor, token: str, console: Console) -> list[StepResult]:
     steps: list[StepResult] = []
     infra_url = _service(supervisor, "infrastructure").url
     folder = settings.data_dir / "demo"
     shutil.rmtree(folder, ignore_errors=True)
-    repo = create_sample_repo(folder / "greeting-service", _free_port())
+    repo = create_sample_repo(folder / "greeting-service", free_port())
     console.print(f"sample repository: {repo.path} (branch {repo.feature}, app port {repo.port})")
     client = OrchestratorClient(_service(supervisor, "orchestrator").url, token, timeout=60)
     try:

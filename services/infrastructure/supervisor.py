@@ -12,7 +12,6 @@ Off by default: a crashed app stays down until someone (self_healing, a person) 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import psutil
 
 from services.cicd.process import kill_process_group, process_group_alive
 from services.infrastructure.env_state import RunningProcess
+from shared.lib.ports import port_is_free
 
 STOP_GRACE_SECONDS = 5.0
 KEEPER = Path(__file__).with_name("keeper.py")
@@ -33,16 +33,6 @@ SUPERVISOR_STATUS = "supervisor.json"
 
 class PortInUseError(RuntimeError):
     """Something else listens on the app's port: starting would health-check the wrong process."""
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def start_app(

@@ -7,7 +7,6 @@ benchmarks, which must not import test modules.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,12 @@ from pathlib import Path
 
 import httpx
 
+from shared.lib.ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_TOKEN = "test-platform-token"
 # What a caller of an agent's POST /agent-request presents (the platform token).
 AGENT_AUTH = {"Authorization": f"Bearer {PLATFORM_TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

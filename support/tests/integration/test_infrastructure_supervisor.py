@@ -13,7 +13,8 @@ import pytest
 from services.infrastructure.env_state import EnvironmentDir
 from services.infrastructure.models import HealthCheckPayload, HealthReport, StopServicePayload
 from services.infrastructure.skills import health_check, stop_service
-from services.infrastructure.supervisor import port_is_free, supervisor_status
+from services.infrastructure.supervisor import supervisor_status
+from shared.lib.ports import port_is_free
 from support.tests.agents.processes import wait_until
 from support.tests.gitrepo import GitRepo
 from support.tests.integration import test_infrastructure_deploy as apps
