@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from agent_orchestrator.runs_client import OrchestratorClient
 from services.infrastructure.env_state import EnvironmentDir
+from shared.lib.agent_events import InterAgentEvent
+from shared.lib.bus_keys import DATA_FIELD, BusKeys
 from support.tests.agents.processes import (
     AGENT_AUTH,
     PLATFORM_TOKEN,
@@ -80,12 +83,22 @@ class Platform:
         self.orchestrators.append(service)
         return service
 
+    def bus_events(self, run_id: str) -> list[InterAgentEvent]:
+        """The broadcast events of one run, read straight from the events stream."""
+        client = redis.Redis.from_url(self.env["DEVTOOLS_REDIS_URL"])
+        try:
+            entries = client.xrange(BusKeys(self.env["DEVTOOLS_REDIS_PREFIX"]).events)
+        finally:
+            client.close()
+        events = [InterAgentEvent.from_json(fields[DATA_FIELD.encode()]) for _id, fields in entries]
+        return [e for e in events if e.correlation_id == run_id]
+
     def releases(self, environment: str) -> list[str]:
         folder = self.data_dir / "environments" / environment / "releases"
         return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def _kill_deployed_apps(data_dir: Path) -> None:
+def kill_deployed_apps(data_dir: Path) -> None:
     for state_file in (data_dir / "environments").glob("*/state.json"):
         process = EnvironmentDir(data_dir, state_file.parent.name).load().process
         if process is not None:
@@ -127,4 +140,4 @@ def running_platform(
                         service.terminate(timeout=30)
                     except Exception:  # a hung process must not keep the others running
                         service.kill()
-            _kill_deployed_apps(data_dir)
+            kill_deployed_apps(data_dir)

@@ -16,24 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from agent_orchestrator.cli_services import PortInUseError, choose_ports
+from agent_orchestrator.cli_services import PortInUseError, choose_ports, port_variable
 from agent_orchestrator.services import SERVICES
 from shared.config import load_settings
 from shared.embedded import embedded_servers
 from support.tests.agents.processes import REPO_ROOT, free_port
-from support.tests.integration.flagship_platform import _kill_deployed_apps
+from support.tests.integration.flagship_platform import kill_deployed_apps
 
 pytestmark = pytest.mark.integration
 
-PORT_VARIABLES = [
-    "DEVTOOLS_REGISTRY_PORT",
-    "DEVTOOLS_ORCHESTRATOR_PORT",
-    "DEVTOOLS_FEATURE_DEV_PORT",
-    "DEVTOOLS_CODE_REVIEW_PORT",
-    "DEVTOOLS_INFRASTRUCTURE_PORT",
-    "DEVTOOLS_CICD_PORT",
-    "DEVTOOLS_DOCUMENTATION_PORT",
-]
+# Every service gets a free port of its own (the variables `devtools` reads).
+PORT_VARIABLES = [port_variable(spec) for spec in SERVICES]
 DOC_FILES = ("api.md", "user_guide.md", "deployment_guide.md")
 
 
@@ -90,7 +83,7 @@ def demo_env() -> Iterator[dict[str, str]]:
     )
     yield env
     # Pass or fail, neither the deployed app nor the embedded servers may outlive the test.
-    _kill_deployed_apps(data_dir)
+    kill_deployed_apps(data_dir)
     devtools(env, "down", timeout=120)
     for server in embedded_servers(data_dir):
         server.stop()

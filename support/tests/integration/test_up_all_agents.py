@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent_orchestrator.cli_services import port_variable
+from agent_orchestrator.services import SERVICES
 from support.tests.agents.processes import PLATFORM_TOKEN, REPO_ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,15 +24,8 @@ EXPECTED_CAPABILITIES = {
     "cicd": {"cicd"},
     "documentation": {"documentation", "readme_update"},
 }
-PORT_VARIABLES = [
-    "DEVTOOLS_REGISTRY_PORT",
-    "DEVTOOLS_ORCHESTRATOR_PORT",
-    "DEVTOOLS_FEATURE_DEV_PORT",
-    "DEVTOOLS_CODE_REVIEW_PORT",
-    "DEVTOOLS_INFRASTRUCTURE_PORT",
-    "DEVTOOLS_CICD_PORT",
-    "DEVTOOLS_DOCUMENTATION_PORT",
-]
+# Every service gets a free port of its own (the variables `devtools` reads).
+PORT_VARIABLES = [port_variable(spec) for spec in SERVICES]
 
 
 def _registered(url: str) -> dict[str, set[str]]:

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from agent_orchestrator.runs_client import OrchestratorClient, OrchestratorError
 from agent_orchestrator.sample_repo import (
@@ -19,8 +18,6 @@ from agent_orchestrator.sample_repo import (
     add_secret_branch,
     create_sample_repo,
 )
-from shared.lib.agent_events import InterAgentEvent
-from shared.lib.bus_keys import DATA_FIELD, BusKeys
 from support.tests.agents.processes import free_port
 from support.tests.integration.flagship_platform import Platform, running_platform
 from support.tests.integration.flaky_app import GREETING, commit_flaky_app
@@ -51,16 +48,6 @@ def _run(client: OrchestratorClient, repo: SampleRepo, head: str, env: str) -> d
     return client.follow(created["id"])
 
 
-def _bus_events(platform: Platform, run_id: str) -> list[InterAgentEvent]:
-    client = redis.Redis.from_url(platform.env["DEVTOOLS_REDIS_URL"])
-    try:
-        entries = client.xrange(BusKeys(platform.env["DEVTOOLS_REDIS_PREFIX"]).events)
-    finally:
-        client.close()
-    events = [InterAgentEvent.from_json(fields[DATA_FIELD.encode()]) for _id, fields in entries]
-    return [e for e in events if e.correlation_id == run_id]
-
-
 def test_clean_pr_is_reviewed_tested_auto_approved_deployed_and_serves(
     platform: Platform, client: OrchestratorClient, sample: Callable[[], SampleRepo]
 ) -> None:
@@ -82,7 +69,7 @@ def test_clean_pr_is_reviewed_tested_auto_approved_deployed_and_serves(
     report = final["report"]
     for heading in ("## Code review", "## Tests", "## Approval", "## Deploy"):
         assert heading in report
-    kinds = [e.event_type.value for e in _bus_events(platform, run["id"])]
+    kinds = [e.event_type.value for e in platform.bus_events(run["id"])]
     assert kinds.count("resource.locked") == 2 and kinds.count("resource.unlocked") == 2
 
 
@@ -141,7 +128,7 @@ def test_production_waits_for_a_person_and_approve_deploys(
     assert len(platform.releases("production")) == 1
     assert httpx.get(repo.url + "/", timeout=5).status_code == 200
     assert "**approved** by `operator`" in done["result"]["final_result"]["report"]
-    kinds = [e.event_type.value for e in _bus_events(platform, run["id"])]
+    kinds = [e.event_type.value for e in platform.bus_events(run["id"])]
     assert kinds.count("approval_required") == 1 and kinds.count("approved") == 1
     with pytest.raises(OrchestratorError) as second:
         client.decide(run["id"], True)
@@ -161,7 +148,7 @@ def test_production_rejected_ends_the_run_without_deploying(
     assert done["status"] == "failed"
     assert "deploy rejected by operator (not on a Friday)" in done["error"]
     assert platform.releases("prod") == []
-    kinds = [e.event_type.value for e in _bus_events(platform, run["id"])]
+    kinds = [e.event_type.value for e in platform.bus_events(run["id"])]
     assert "rejected" in kinds and "approved" not in kinds
 
 

@@ -13,14 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from agent_orchestrator.runs_client import OrchestratorClient
 from agent_orchestrator.sample_repo import SampleRepo, create_sample_repo
 from services.cicd.process import process_group_alive
 from shared.config import load_settings
 from shared.lib.agent_events import InterAgentEvent
-from shared.lib.bus_keys import DATA_FIELD, BusKeys
 from shared.lib.event_bus import EventBus
 from support.tests.agents.processes import free_port, wait_until
 from support.tests.integration.flagship_platform import Platform, running_platform
@@ -184,14 +182,4 @@ async def test_approving_an_escalation_checks_again_and_heals(
     async with httpx.AsyncClient(timeout=5) as http:
         assert (await http.get(repo.url + "/")).text == "Hello, world!"
     # Announced once, although the escalate node ran again when the run resumed.
-    assert [e.event_type.value for e in _bus_events(platform, run["id"])].count("approval_required") == 1
-
-
-def _bus_events(platform: Platform, run_id: str) -> list[InterAgentEvent]:
-    client = redis.Redis.from_url(platform.env["DEVTOOLS_REDIS_URL"])
-    try:
-        entries = client.xrange(BusKeys(platform.env["DEVTOOLS_REDIS_PREFIX"]).events)
-    finally:
-        client.close()
-    events = [InterAgentEvent.from_json(fields[DATA_FIELD.encode()]) for _id, fields in entries]
-    return [e for e in events if e.correlation_id == run_id]
+    assert [e.event_type.value for e in platform.bus_events(run["id"])].count("approval_required") == 1
