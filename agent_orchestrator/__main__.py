@@ -1,3 +1,3 @@
-from agent_orchestrator.cli import main
+from agent_orchestrator.cli.main import main
 
 main()

@@ -1,14 +1,24 @@
-"""`create_orchestrator_app(settings)`: the orchestrator's FastAPI app with the run endpoints.
+"""`create_orchestrator_app(settings)`: the orchestrator process's one app, for the service and the tests.
 
-The orchestrator service reuses this factory. With ``workers > 0`` the process also
-runs that many queue workers; otherwise runs are executed by separate worker
-processes (``python -m agent_orchestrator.runs``).
+One process, one port (8001):
+
+- the orchestrator **agent** (`services.orchestrator_agent`: DECOMPOSE_TASK, ROUTE_REQUEST,
+  AGGREGATE_RESULTS, GET_STATUS), registered with the registry, served on the bus and on
+  `POST /agent-request`;
+- the **runs API** (`agent_orchestrator.api.runs`: `/runs`, approvals, events, history, replay);
+- **N run workers** executing the registered workflows; their nodes call the other agents
+  through this process's own bus.
+
+The agent service's app is the base; the runs router is mounted on it and its lifespan is wrapped
+so the runs runtime and workers start after the agent (they need its bus) and stop before it.
+With ``workers=0`` the process is API-only (runs execute in `python -m agent_orchestrator.runs`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,39 +27,61 @@ from fastapi import FastAPI
 from agent_orchestrator.api.runs import router as runs_router
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
-from agent_orchestrator.workflows.registry import WorkflowRegistry
+from agent_orchestrator.runs.workflow_table import WorkflowTable
+from agent_orchestrator.workflows.agent_calls import close_services, install_services
+from services.orchestrator_agent.agent import agent as orchestrator_agent
+from shared.agents import AgentRuntimeSettings, AgentService
 from shared.backends import resolve_backends
 from shared.config import Settings
-from shared.lib.http_service import create_service_app
+
+log = logging.getLogger(__name__)
 
 
 def create_orchestrator_app(
     settings: Settings,
     *,
-    registry: WorkflowRegistry | None = None,
-    workers: int = 0,
+    agent_settings: AgentRuntimeSettings | None = None,
+    workers: int = 1,
     worker_options: WorkerOptions | None = None,
+    workflows: WorkflowTable | None = None,
 ) -> FastAPI:
+    """The orchestrator's app; `app.state.agent_service` is its agent service (port, drain)."""
+    service = AgentService(orchestrator_agent, settings, agent_settings or AgentRuntimeSettings())
+    app: FastAPI = service.app
+    app.state.settings = settings
+    app.state.agent_service = service
+    app.include_router(runs_router)
+    agent_lifespan = app.router.lifespan_context
+    options = worker_options or WorkerOptions()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database_url = settings.database_url or resolve_backends(settings).database_url
-        runtime = await RunsRuntime.open(
-            database_url, registry=registry, pool_max=settings.db_pool_max, name="devtools-orchestrator"
-        )
-        app.state.runs_runtime = runtime
-        stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(runtime.worker(worker_options).run(stop), name=f"run-worker-{i}")
-            for i in range(workers)
-        ]
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await runtime.close()
+        async with agent_lifespan(app):
+            assert service.bus is not None
+            install_services(settings, service.bus)
+            database_url = settings.database_url or resolve_backends(settings).database_url
+            runtime = await RunsRuntime.open(
+                database_url,
+                workflows=workflows,
+                pool_max=max(settings.db_pool_max, workers * options.concurrency + 2),
+                name="devtools-orchestrator",
+            )
+            app.state.runs_runtime = runtime
+            stop = asyncio.Event()
+            tasks = [
+                asyncio.create_task(runtime.worker(options).run(stop), name=f"run-worker-{i}")
+                for i in range(workers)
+            ]
+            log.info("orchestrator ready", extra={"workers": workers, "workflows": runtime.workflows.names()})
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await close_services()
+                await runtime.close()
 
-    async def health() -> dict[str, Any]:
+    async def database_health() -> dict[str, Any]:
         runtime: RunsRuntime | None = getattr(app.state, "runs_runtime", None)
         if runtime is None:
             return {"status": "starting"}
@@ -58,9 +90,8 @@ def create_orchestrator_app(
                 await conn.execute("SELECT 1")
         except Exception as exc:  # health reports any failure instead of raising
             return {"status": "unhealthy", "database": str(exc)}
-        return {"status": "healthy", "database": "ok", "workflows": runtime.registry.names()}
+        return {"database": "ok", "workflows": runtime.workflows.names()}
 
-    app = create_service_app("orchestrator", lifespan=lifespan, health=health)
-    app.state.settings = settings
-    app.include_router(runs_router)
+    app.router.lifespan_context = lifespan
+    service.health_probes.append(database_health)
     return app

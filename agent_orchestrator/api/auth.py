@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from shared.config import Settings
-from shared.lib.http_service import require_platform_caller
+from shared.http import require_platform_caller
 
 
 def caller_identity(request: Request, settings: Settings) -> str:

@@ -16,15 +16,15 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent_orchestrator.api.auth import caller_identity
 from agent_orchestrator.runs import metrics
+from agent_orchestrator.runs.checkpointing import run_config, saver_for_run
 from agent_orchestrator.runs.jsonable import jsonable
 from agent_orchestrator.runs.models import Run, RunStatus
 from agent_orchestrator.runs.queue import EVENTS_CHANNEL
 from agent_orchestrator.runs.replay import CheckpointNotFound, fork_run
 from agent_orchestrator.runs.runtime import RunsRuntime
-from agent_orchestrator.workflows.registry import UnknownWorkflow
+from agent_orchestrator.runs.workflow_table import UnknownWorkflow
 from shared.config import Settings
-from shared.langgraph.checkpointing import run_config, saver_for_run
-from shared.lib.http_service import error_body, validation_fields
+from shared.http import error_body, validation_fields
 
 router = APIRouter(tags=["runs"])
 
@@ -69,7 +69,7 @@ async def _run_or_404(rt: RunsRuntime, run_id: UUID) -> Run:
 @router.post("/runs", status_code=201)
 async def create_run(body: CreateRun, rt: Runtime, who: Writer) -> Run:
     try:
-        spec = rt.registry.get(body.workflow)
+        spec = rt.workflows.get(body.workflow)
     except UnknownWorkflow as exc:
         raise HTTPException(404, error_body(str(exc), field="workflow")) from None
     try:
@@ -165,8 +165,8 @@ async def run_history(
     saver = saver_for_run(rt.checkpoint_pool)
     config = run_config(str(run.id))
     entries: list[dict[str, Any]] = []
-    if run.workflow in rt.registry:
-        graph = rt.registry.get(run.workflow).graph().compile(checkpointer=saver)
+    if run.workflow in rt.workflows:
+        graph = rt.workflows.get(run.workflow).graph().compile(checkpointer=saver)
         async for snap in graph.aget_state_history(config, limit=limit):
             parent = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
             entry = {

@@ -12,7 +12,7 @@ import signal
 
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
-from agent_orchestrator.workflows.registry import import_workflow_modules
+from agent_orchestrator.runs.workflow_table import import_workflow_modules
 from shared.backends import resolve_backends
 from shared.config import load_settings
 from shared.logging import configure_logging
@@ -49,7 +49,7 @@ async def serve(args: argparse.Namespace) -> None:
         concurrency=args.concurrency, lease_seconds=args.lease_seconds, queues=args.queues
     )
     worker = runtime.worker(options, worker_id=args.worker_id)
-    log.info("worker ready", extra={"worker": worker.worker_id, "workflows": runtime.registry.names()})
+    log.info("worker ready", extra={"worker": worker.worker_id, "workflows": runtime.workflows.names()})
     try:
         await worker.run(stop)
     finally:

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from agent_orchestrator.runs.checkpointing import open_checkpoint_pool, setup_checkpointer
 from agent_orchestrator.runs.notify import Listener
 from agent_orchestrator.runs.queue import EVENTS_CHANNEL, RUNS_CHANNEL, RunQueue
 from agent_orchestrator.runs.worker import Worker, WorkerOptions
-from agent_orchestrator.workflows.registry import WorkflowRegistry, default_registry
+from agent_orchestrator.runs.workflow_table import WorkflowTable, default_workflows
 from shared.db import open_pool
-from shared.langgraph.checkpointing import open_checkpoint_pool, setup_checkpointer
 
 
 @dataclass
@@ -22,7 +22,7 @@ class RunsRuntime:
     pool: AsyncConnectionPool
     checkpoint_pool: AsyncConnectionPool
     listener: Listener
-    registry: WorkflowRegistry
+    workflows: WorkflowTable
     queue: RunQueue = field(init=False)
 
     def __post_init__(self) -> None:
@@ -33,7 +33,7 @@ class RunsRuntime:
         cls,
         database_url: str,
         *,
-        registry: WorkflowRegistry | None = None,
+        workflows: WorkflowTable | None = None,
         pool_max: int = 10,
         name: str = "devtools-runs",
     ) -> RunsRuntime:
@@ -44,14 +44,14 @@ class RunsRuntime:
         await setup_checkpointer(checkpoint_pool)
         listener = Listener(database_url, [RUNS_CHANNEL, EVENTS_CHANNEL], name=f"{name}-listen")
         await listener.start()
-        return cls(database_url, pool, checkpoint_pool, listener, registry or default_registry)
+        return cls(database_url, pool, checkpoint_pool, listener, workflows or default_workflows)
 
     def worker(self, options: WorkerOptions | None = None, worker_id: str | None = None) -> Worker:
         return Worker(
             self.pool,
             self.checkpoint_pool,
             self.listener,
-            registry=self.registry,
+            workflows=self.workflows,
             options=options,
             worker_id=worker_id,
         )

@@ -32,35 +32,19 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from agent_orchestrator.runs import metrics
+from agent_orchestrator.runs.checkpointing import run_config, saver_for_run
 from agent_orchestrator.runs.context import RunContext, running
+from agent_orchestrator.runs.errors import TRANSIENT_ERRORS, RunFailed
 from agent_orchestrator.runs.jsonable import jsonable, preview
 from agent_orchestrator.runs.models import Run
 from agent_orchestrator.runs.notify import Listener
 from agent_orchestrator.runs.queue import RUNS_CHANNEL, RunQueue
-from agent_orchestrator.workflows.registry import UnknownWorkflow, WorkflowRegistry, default_registry
-from shared.langgraph.checkpointing import run_config, saver_for_run
+from agent_orchestrator.runs.workflow_table import UnknownWorkflow, WorkflowTable, default_workflows
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
 DB_RETRY_SECONDS = 1.0
-
-
-class TransientRunError(Exception):
-    """Raise from a node for a failure worth retrying the whole run later (after backoff)."""
-
-
-class RunFailed(RuntimeError):
-    """Raise from a node when the run ended without doing its job (its verdict, not a bug):
-    the run fails at once with the message, logged as one line without a traceback."""
-
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientRunError,
-    psycopg.OperationalError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def new_worker_id() -> str:
@@ -91,7 +75,7 @@ class Worker:
         checkpoint_pool: AsyncConnectionPool,
         listener: Listener,
         *,
-        registry: WorkflowRegistry | None = None,
+        workflows: WorkflowTable | None = None,
         options: WorkerOptions | None = None,
         worker_id: str | None = None,
     ) -> None:
@@ -99,7 +83,7 @@ class Worker:
         self.pool = pool
         self.checkpoint_pool = checkpoint_pool
         self.listener = listener
-        self.registry = registry or default_registry
+        self.workflows = workflows or default_workflows
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or new_worker_id()
         self._wake = asyncio.Event()
@@ -237,7 +221,7 @@ class Worker:
         return "retry" if status == "queued" else "failed"
 
     async def _drive_graph(self, run: Run) -> str:
-        spec = self.registry.get(run.workflow)
+        spec = self.workflows.get(run.workflow)
         saver = saver_for_run(self.checkpoint_pool)
         graph = spec.graph().compile(checkpointer=saver)
         config = run_config(str(run.id))

@@ -24,17 +24,18 @@ from typing import Any
 from langgraph.types import RetryPolicy
 from prometheus_client import Counter, Histogram
 
-from agent_orchestrator.runs.worker import TransientRunError
-from shared.config import Settings, get_settings
-from shared.lib.agent_events import (
+from agent_orchestrator.runs.errors import TransientRunError
+from shared.bus import (
     AgentRequestEvent,
     AgentResponseEvent,
+    BusUnavailable,
+    EventBus,
     InterAgentEvent,
     InterAgentEventType,
     ResponseStatus,
 )
-from shared.lib.event_bus import BusUnavailable, EventBus
-from shared.lib.resource_lock import ResourceLockManager
+from shared.config import Settings, get_settings
+from shared.locks import ResourceLockManager
 
 log = logging.getLogger(__name__)
 

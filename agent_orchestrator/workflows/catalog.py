@@ -1,4 +1,4 @@
-"""The flagship workflows, registered with the workflow registry on import.
+"""The flagship workflows, registered in the engine's workflow table on import.
 
 A worker started with ``--workflows agent_orchestrator.workflows.catalog`` (and the
 orchestrator service, which imports this) runs them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent_orchestrator.workflows.parallel_docs import ParallelDocsInput, build_parallel_docs_graph
 from agent_orchestrator.workflows.pr_deployment import PRDeploymentInput, build_pr_deployment_graph
-from agent_orchestrator.workflows.registry import register_workflow
+from agent_orchestrator.workflows.register import register_workflow
 from agent_orchestrator.workflows.self_healing import SelfHealingInput, build_self_healing_graph
 
 # A run that keeps hitting transient failures (agents unreachable) is retried this many times.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.lib.git import GitError, ensure_repository, resolve_ref
+from shared.git import GitError, ensure_repository, resolve_ref
 
 
 def git_repository(path: str) -> str:

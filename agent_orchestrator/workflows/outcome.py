@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent_orchestrator.runs.worker import RunFailed
-from shared.langgraph.state import utc_now_iso
+from agent_orchestrator.runs.errors import RunFailed
+from agent_orchestrator.workflows.state import utc_now_iso
 
 
 class WorkflowFailed(RunFailed):

@@ -21,7 +21,7 @@ from agent_orchestrator.workflows.agent_calls import AGENT_RETRY, AgentCallFaile
 from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import docs_report
-from shared.langgraph.state import MultiAgentState, utc_now_iso
+from agent_orchestrator.workflows.state import MultiAgentState, utc_now_iso
 
 DocType = Literal["api", "user_guide", "deployment_guide"]
 DEFAULT_DOC_TYPES: list[DocType] = ["api", "user_guide", "deployment_guide"]

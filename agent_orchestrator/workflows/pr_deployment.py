@@ -38,8 +38,8 @@ from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import pr_deployment_report
 from agent_orchestrator.workflows.run_locks import run_lock
-from shared.langgraph.state import MultiAgentState, utc_now_iso
-from shared.lib.agent_events import InterAgentEventType
+from agent_orchestrator.workflows.state import MultiAgentState, utc_now_iso
+from shared.bus import InterAgentEventType
 
 log = logging.getLogger(__name__)
 

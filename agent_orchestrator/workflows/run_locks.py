@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from agent_orchestrator.runs.context import current_run
-from shared.lib.resource_lock import Lease, ResourceLockManager
+from shared.locks import Lease, ResourceLockManager
 
 
 def lock_owner(run_id: str, attempt: int) -> str:

@@ -36,8 +36,8 @@ from agent_orchestrator.workflows.agent_calls import (
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import self_healing_report
 from agent_orchestrator.workflows.run_locks import run_lock
-from shared.langgraph.state import MultiAgentState, utc_now_iso
-from shared.lib.agent_events import InterAgentEventType
+from agent_orchestrator.workflows.state import MultiAgentState, utc_now_iso
+from shared.bus import InterAgentEventType
 
 RECENT_DEPLOY_SECONDS = 3600.0
 LOCK_TTL_SECONDS = 120

@@ -3,7 +3,7 @@
 Each returns an uncompiled `StateGraph`; the run worker compiles it with the
 Postgres checkpointer. Nodes are plain callables (sync or async) taking the state
 (and optionally the config) and returning a partial update. Parallel branches write
-through the reducers of the state schema (see `shared.langgraph.state`), so their
+through the reducers of the state schema (see `agent_orchestrator.workflows.state`), so their
 updates merge instead of colliding.
 
 Every step may carry a LangGraph `RetryPolicy` (transient errors are retried inside

@@ -11,7 +11,7 @@ from services.agent_registry.app import create_app
 from services.agent_registry.settings import RegistrySettings
 from shared.backends import prepare_service_backends
 from shared.config import SettingsError, load_settings
-from shared.lib.http_service import serve
+from shared.http import serve
 from shared.logging import configure_logging
 
 

@@ -31,7 +31,7 @@ from services.agent_registry.store import (
 from services.agent_registry.sweeper import Sweeper
 from shared.config import Settings
 from shared.db import open_pool
-from shared.lib.http_service import (
+from shared.http import (
     StorableStr,
     bearer_token,
     create_service_app,
@@ -81,7 +81,7 @@ class RegistryState:
 
 async def _start_bus(settings: Settings) -> Any | None:
     try:
-        from shared.lib.event_bus import EventBus
+        from shared.bus import EventBus
     except ImportError as exc:
         log.warning("event bus unavailable; registry events are not published", extra={"error": str(exc)})
         return None

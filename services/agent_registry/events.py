@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from shared.lib.agent_events import InterAgentEvent, InterAgentEventType
+from shared.bus import InterAgentEvent, InterAgentEventType
 
 log = logging.getLogger(__name__)
 

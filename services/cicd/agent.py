@@ -12,7 +12,7 @@ from typing import Any
 from services.cicd.build import BuildResult, ValidateBuildPayload, validate_build
 from services.cicd.deploy import DeployArtifactPayload, DeployArtifactResult, dispatch_deploy, prepare_deploy
 from services.cicd.pipeline import PipelineResult, RunPipelinePayload, run_pipeline
-from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
+from shared.agents import AgentDefinition, Capability, RequestContext
 from shared.llm import chat_model_from_settings
 
 agent = AgentDefinition(

@@ -28,7 +28,7 @@ from services.cicd.metrics import ARTIFACTS_STORED, BUILDS
 from services.cicd.pipeline import REF_PATTERN
 from services.cicd.process import clean_environment, interpreter_for, log_tail, run_command
 from services.cicd.project_config import ProjectConfig, has_python_build_config, load_project_config
-from shared.lib.git import GitError, ensure_repository, resolve_ref, run_git, worktree
+from shared.git import GitError, ensure_repository, resolve_ref, run_git, worktree
 from shared.llm import Prose
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,8 @@ from services.cicd.artifacts import ArtifactManifest, ArtifactStore
 from services.cicd.errors import DeployHandoffError, NoInfrastructureAgentError
 from services.infrastructure.env_state import ENVIRONMENT_PATTERN
 from services.infrastructure.models import DeployResult, DeployServicePayload
-from shared.lib.agent_events import ANY_AGENT, AgentRequestEvent, RequestPriority, ResponseStatus
-from shared.lib.bus_redis import BusUnavailable
-from shared.lib.registry_client import RegistryClient, RegistryError
+from shared.agents import RegistryClient, RegistryError
+from shared.bus import ANY_AGENT, AgentRequestEvent, BusUnavailable, RequestPriority, ResponseStatus
 
 log = logging.getLogger(__name__)
 

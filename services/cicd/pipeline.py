@@ -18,7 +18,7 @@ from services.cicd.metrics import PIPELINE_DURATION, PIPELINE_RUNS
 from services.cicd.process import clean_environment, interpreter_for, log_tail, run_command
 from services.cicd.project_config import ProjectConfig, is_python_project, load_project_config
 from services.cicd.test_results import TestCounts, counts_from_junit, counts_from_summary
-from shared.lib.git import GitError, ensure_repository, resolve_ref, worktree
+from shared.git import GitError, ensure_repository, resolve_ref, worktree
 from shared.llm import Prose
 
 log = logging.getLogger(__name__)

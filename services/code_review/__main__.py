@@ -1,6 +1,6 @@
 """`python -m services.code_review`: run the code-review agent (port DEVTOOLS_CODE_REVIEW_PORT, 8003)."""
 
 from services.code_review.agent import agent
-from shared.lib.agent_service import run_agent
+from shared.agents import run_agent
 
 run_agent(agent)

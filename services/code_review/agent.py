@@ -8,7 +8,7 @@ from typing import Any
 from services.code_review.explain import explain_code
 from services.code_review.models import ExplainCodePayload, ExplainCodeResult, ReviewCodePayload, ReviewResult
 from services.code_review.review import review_code
-from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
+from shared.agents import AgentDefinition, Capability, RequestContext
 from shared.llm import chat_model_from_settings
 
 agent = AgentDefinition(

@@ -15,7 +15,7 @@ from services.code_review.outline import (
     outline_module,
 )
 from services.code_review.review import open_repository, resolve
-from shared.lib.git import file_at
+from shared.git import file_at
 from shared.llm import optional_prose
 
 EXPLAIN_INSTRUCTIONS = (

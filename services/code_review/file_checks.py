@@ -6,7 +6,7 @@ import re
 from pathlib import PurePosixPath
 
 from services.code_review.models import Finding
-from shared.lib.git import ChangedFile, GitError, run_git
+from shared.git import ChangedFile, GitError, run_git
 
 SOURCE_SUFFIXES = {
     ".py",

@@ -18,7 +18,7 @@ from services.code_review.lint import ruff_findings
 from services.code_review.models import Finding, ReviewCodePayload, ReviewError, ReviewResult, ReviewStats
 from services.code_review.secrets_scan import scan_added_lines
 from services.code_review.verdict import decide, sort_findings
-from shared.lib.git import (
+from shared.git import (
     ChangedFile,
     GitError,
     added_lines,

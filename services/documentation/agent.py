@@ -13,7 +13,7 @@ from services.documentation.models import (
     UpdateReadmeResult,
 )
 from services.documentation.readme_update import update_readme
-from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
+from shared.agents import AgentDefinition, Capability, RequestContext
 from shared.llm import chat_model_from_settings
 
 agent = AgentDefinition(

@@ -11,7 +11,7 @@ from services.documentation.generate import add_prose, build_document
 from services.documentation.markers import demote_headings, replace_section
 from services.documentation.models import DocsError, UpdateReadmePayload, UpdateReadmeResult
 from services.documentation.sources import open_repository
-from shared.lib.git import GitError, commit_all, resolve_ref, run_git, worktree
+from shared.git import GitError, commit_all, resolve_ref, run_git, worktree
 
 
 def update_readme(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from services.documentation.models import DocsError
-from shared.lib.git import GitError, ensure_repository, resolve_ref, worktree
+from shared.git import GitError, ensure_repository, resolve_ref, worktree
 
 # Folders that never hold the project's own importable code.
 SKIPPED_DIRS = {

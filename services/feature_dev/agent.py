@@ -14,8 +14,8 @@ from services.feature_dev.models import (
     RefactorCodePayload,
 )
 from services.feature_dev.skill import NO_LLM_MESSAGE, make_change
-from shared.lib.agent_events import AgentResponseEvent, ResponseStatus
-from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
+from shared.agents import AgentDefinition, Capability, RequestContext
+from shared.bus import AgentResponseEvent, ResponseStatus
 from shared.llm import openhands_llm_from_spec, parse_llm_spec
 
 agent = AgentDefinition(

@@ -28,7 +28,7 @@ from services.feature_dev.models import (
     GenerateCodePayload,
     RefactorCodePayload,
 )
-from shared.lib.git import (
+from shared.git import (
     GitError,
     changed_files,
     commit_all,

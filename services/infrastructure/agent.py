@@ -26,8 +26,8 @@ from services.infrastructure.models import (
     UpdateConfigPayload,
     UpdateConfigResult,
 )
+from shared.agents import AgentDefinition, Capability, RequestContext
 from shared.backends import resolve_backends
-from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
 from shared.llm import chat_model_from_settings
 
 # The request types that change an environment: fenced with the env:<environment> lock.

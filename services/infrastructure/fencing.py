@@ -24,7 +24,7 @@ from services.infrastructure.errors import (
     FencingUnavailableError,
 )
 from services.infrastructure.metrics import FENCING_REFUSALS
-from shared.lib.resource_lock import ResourceLockError, ResourceLockManager
+from shared.locks import ResourceLockError, ResourceLockManager
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from uuid import uuid4
 from services.cicd.artifacts import ArtifactStore
 from services.cicd.errors import ArtifactNotFoundError
 from services.infrastructure.errors import InfrastructureError
-from shared.lib.git import GitError, ensure_repository, resolve_ref, run_git
+from shared.git import GitError, ensure_repository, resolve_ref, run_git
 
 
 def new_release_id(label: str) -> str:

@@ -24,8 +24,7 @@ from services.orchestrator_agent.models import (
 )
 from services.orchestrator_agent.routing import route_request
 from services.orchestrator_agent.status import ORCHESTRATOR_AGENT_ID, AgentActivity, get_status
-from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
-from shared.lib.registry_client import RegistryClient
+from shared.agents import AgentDefinition, Capability, RegistryClient, RequestContext
 from shared.llm import chat_model_from_settings, parse_llm_spec
 
 agent = AgentDefinition(

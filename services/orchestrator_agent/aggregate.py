@@ -11,7 +11,7 @@ from services.orchestrator_agent.models import (
     AggregateResultsPayload,
     OutcomeSummary,
 )
-from shared.lib.agent_events import ResponseStatus
+from shared.bus import ResponseStatus
 
 # Worst first: the order failed items are listed in, and what the report leads with.
 _SEVERITY: dict[ResponseStatus, int] = {

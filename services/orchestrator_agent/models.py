@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.orchestrator_agent.catalogue import STEP_ID_PATTERN
-from shared.lib.agent_events import ResponseStatus
+from shared.bus import ResponseStatus
 
 PlanSource = Literal["llm", "rules"]
 

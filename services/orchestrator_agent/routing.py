@@ -6,7 +6,7 @@ import logging
 
 from services.orchestrator_agent.catalogue import Catalogue, default_catalogue
 from services.orchestrator_agent.models import RouteRequestPayload, RouteResult
-from shared.lib.registry_client import RegistryClient, RegistryError, RegistryUnavailable
+from shared.agents import RegistryClient, RegistryError, RegistryUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from services.orchestrator_agent.catalogue import Catalogue, default_catalogue
 from services.orchestrator_agent.models import AgentStatusView, GetStatusPayload
-from shared.lib.registry_client import RegistryClient, RegistryError
+from shared.agents import RegistryClient, RegistryError
 
 ORCHESTRATOR_AGENT_ID = "orchestrator"
 

@@ -19,10 +19,9 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
+from shared.bus import AgentRequestEvent, EventBus, ResponseStatus
 from shared.config import load_settings
 from shared.embedded import embedded_servers
-from shared.lib.agent_events import AgentRequestEvent, ResponseStatus
-from shared.lib.event_bus import EventBus
 
 BARE_GROUP = "bench"
 
@@ -148,7 +147,7 @@ async def run(args: argparse.Namespace) -> int:
         await stop_child(bare_process)
 
     worker = await start_child(
-        "support.tests.bus_worker", "--redis-url", redis_url, "--prefix", prefix, "--agent", "echo",
+        "support.tests.bus.consumer_process", "--redis-url", redis_url, "--prefix", prefix, "--agent", "echo",
         "--concurrency", str(args.inflight),
     )  # fmt: skip
     try:

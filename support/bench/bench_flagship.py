@@ -35,15 +35,14 @@ from pathlib import Path
 import psycopg
 import redis
 
-from agent_orchestrator.runs_client import OrchestratorClient
-from agent_orchestrator.sample_repo import create_sample_repo
+from agent_orchestrator.api.client import OrchestratorClient
+from agent_orchestrator.demo.sample_repo import create_sample_repo
 from agent_orchestrator.workflows.parallel_docs import DEFAULT_DOC_TYPES
 from shared import migrations
+from shared.bus import AgentRequestEvent, EventBus, ResponseStatus
 from shared.config import load_settings
 from shared.db import with_database
 from shared.embedded import embedded_servers
-from shared.lib.agent_events import AgentRequestEvent, ResponseStatus
-from shared.lib.event_bus import EventBus
 from support.bench.processes import (
     PLATFORM_TOKEN,
     free_port,

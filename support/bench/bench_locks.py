@@ -24,7 +24,7 @@ from shared import migrations
 from shared.backends import resolve_backends
 from shared.config import load_settings
 from shared.db import with_database
-from shared.lib.resource_lock import ResourceLockManager
+from shared.locks import ResourceLockManager
 
 BARE_ROUND_TRIP = "SELECT pg_try_advisory_xact_lock(%s)"
 DURABLE_COMMIT = "UPDATE resource_lock_tokens SET created_at = created_at WHERE resource_id = %s RETURNING 1"

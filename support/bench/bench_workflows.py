@@ -28,18 +28,18 @@ from typing import Any
 
 import psycopg
 
+from agent_orchestrator.runs.checkpointing import checkpointer, run_config
 from agent_orchestrator.runs.models import RunStatus
 from agent_orchestrator.runs.queue import EVENTS_CHANNEL
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
-from agent_orchestrator.workflows.registry import WorkflowRegistry
+from agent_orchestrator.runs.workflow_table import WorkflowTable
+from agent_orchestrator.workflows.state import MultiAgentState
 from agent_orchestrator.workflows.templates import parallel, sequential
 from shared import migrations
 from shared.config import load_settings
 from shared.db import with_database
 from shared.embedded import embedded_servers
-from shared.langgraph.checkpointing import checkpointer, run_config
-from shared.langgraph.state import MultiAgentState
 from support.bench.bench_flagship import flagship_figures, parse_levels
 
 DEADLINE_SECONDS = 50.0
@@ -90,14 +90,16 @@ async def checkpoint_overhead(database_url: str, steps: int, invocations: int) -
 
 
 async def queue_throughput(database_url: str, runs: int, concurrency: int) -> float:
-    registry = WorkflowRegistry()
+    workflows = WorkflowTable()
     from pydantic import BaseModel
 
     class BenchInput(BaseModel):
         n: int = 0
 
-    registry.register("bench_parallel", parallel_graph, BenchInput)
-    runtime = await RunsRuntime.open(database_url, registry=registry, pool_max=concurrency + 4, name="bench")
+    workflows.register("bench_parallel", parallel_graph, BenchInput)
+    runtime = await RunsRuntime.open(
+        database_url, workflows=workflows, pool_max=concurrency + 4, name="bench"
+    )
     try:
         ids = [(await runtime.queue.enqueue("bench_parallel", {"n": i})).id for i in range(runs)]
         sub = runtime.listener.subscribe(EVENTS_CHANNEL)

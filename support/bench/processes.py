@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.lib.ports import free_port
+from shared.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_TOKEN = "test-platform-token"

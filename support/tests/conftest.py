@@ -14,7 +14,7 @@ from support.tests import infra
 
 # Module-scoped fixtures for tests that run services as processes (one registry per module).
 from support.tests.agents.fixtures import log_dir, module_env, module_prefix, registry  # noqa: F401
-from support.tests.bus_fixtures import requester, server  # noqa: F401
+from support.tests.bus.fixtures import requester, server  # noqa: F401
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.lib.git import run_git
+from shared.git import run_git
 
 
 class GitRepo:

@@ -11,8 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
-from shared.lib.agent_runtime import AgentDefinition, Capability, RequestContext
-from shared.lib.agent_service import run_agent
+from shared.agents import AgentDefinition, Capability, RequestContext, run_agent
 
 agent = AgentDefinition(
     agent_id="echo",

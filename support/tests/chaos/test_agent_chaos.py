@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.lib.agent_events import AgentRequestEvent, ResponseStatus
-from shared.lib.event_bus import EventBus
+from shared.bus import AgentRequestEvent, EventBus, ResponseStatus
 from support.tests.agents.processes import ServiceProcess, registry_record, start_echo_agent, wait_until
 
 pytestmark = pytest.mark.chaos

@@ -15,18 +15,19 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from shared.lib.agent_events import (
+from shared.bus import (
+    DATA_FIELD,
     AgentRequestEvent,
     AgentResponseEvent,
+    BusOptions,
+    BusUnavailable,
+    EventBus,
     InterAgentEvent,
     InterAgentEventType,
     ResponseStatus,
 )
-from shared.lib.bus_keys import DATA_FIELD
-from shared.lib.bus_redis import BusOptions, BusUnavailable
-from shared.lib.event_bus import EventBus
-from support.tests.bus_helpers import Collector, InboxReader, eventually, group_drained
-from support.tests.bus_worker import Worker
+from support.tests.bus.consumer_process import Worker
+from support.tests.bus.helpers import Collector, InboxReader, eventually, group_drained
 
 pytestmark = pytest.mark.chaos
 

@@ -16,12 +16,12 @@ import psycopg
 import pytest
 import redis
 
-from shared.lib.resource_lock import ResourceLockManager
+from shared.locks import ResourceLockManager
 
 pytestmark = pytest.mark.chaos
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-WORKER = "support.tests.chaos.lock_chaos_worker"
+WORKER = "support.tests.chaos.lock_chaos_process"
 REQUEUED_ALIVE = "SELECT 1 FROM wait_queue_view WHERE resource_id = 'env:listener' AND alive"
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from agent_orchestrator.runs.models import RunStatus
 from agent_orchestrator.runs.runtime import RunsRuntime
-from support.tests.integration import runs_toys
-from support.tests.integration.runs_helpers import wait_for_event, wait_for_status
+from support.tests.runs import toys as runs_toys
+from support.tests.runs.helpers import wait_for_event, wait_for_status
 
 pytestmark = pytest.mark.chaos
 
@@ -44,7 +44,7 @@ def start_worker(service_env: dict[str, str]) -> Iterator[object]:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "agent_orchestrator.runs",
-                "--workflows", "support.tests.integration.runs_toys",
+                "--workflows", "support.tests.runs.toys",
                 "--concurrency", "1", "--lease-seconds", LEASE_SECONDS, "--worker-id", name,
             ],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

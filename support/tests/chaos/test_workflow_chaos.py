@@ -13,11 +13,11 @@ from uuid import UUID
 import httpx
 import pytest
 
+from agent_orchestrator.demo.sample_repo import create_sample_repo
 from agent_orchestrator.runs.queue import EVENTS_CHANNEL
 from agent_orchestrator.runs.runtime import RunsRuntime
-from agent_orchestrator.sample_repo import create_sample_repo
 from support.tests.agents.processes import free_port
-from support.tests.integration.flagship_platform import Platform, running_platform
+from support.tests.workflows.flagship_platform import Platform, running_platform
 
 pytestmark = pytest.mark.chaos
 ENV = "chaos"

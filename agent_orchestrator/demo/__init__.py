@@ -1,0 +1,1 @@
+"""The demo (`devtools demo`) and the sample repository it deploys, documents and heals."""

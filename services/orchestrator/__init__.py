@@ -1,1 +1,0 @@
-"""The orchestrator service (port 8001): see `agent_orchestrator.service`."""

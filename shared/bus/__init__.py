@@ -1,0 +1,58 @@
+"""The event bus: request/response between agents and broadcast events, over Redis Streams.
+
+`EventBus` is the facade every process uses; the event models are the wire contract
+(`docs/EVENT_PROTOCOL.md`). Modules: `events` (models), `keys` (stream names), `connection`
+(Redis client, retries, dead letters), `requests` (waiting for replies), `replies`, `consumer`,
+`execute`, `rejects`, `broadcast`, `batch`, `metrics`.
+"""
+
+from shared.bus.broadcast import ALL_RETAINED, NEW_EVENTS, EventHandler, Subscription
+from shared.bus.connection import TRANSIENT_ERRORS, Backoff, BusOptions, BusUnavailable, RetryPolicy
+from shared.bus.consumer import RequestConsumer
+from shared.bus.event_bus import BusStats, EventBus
+from shared.bus.events import (
+    ANY_AGENT,
+    PRIORITY_ORDER,
+    AgentRequestEvent,
+    AgentResponseEvent,
+    InterAgentEvent,
+    InterAgentEventType,
+    RequestPriority,
+    ResponseStatus,
+    new_id,
+    utc_now,
+)
+from shared.bus.execute import RequestHandler
+from shared.bus.keys import DATA_FIELD, REQUEST_GROUP, BusKeys, agent_target, capability_target, lanes
+
+__all__ = [
+    "ALL_RETAINED",
+    "ANY_AGENT",
+    "DATA_FIELD",
+    "NEW_EVENTS",
+    "PRIORITY_ORDER",
+    "REQUEST_GROUP",
+    "TRANSIENT_ERRORS",
+    "AgentRequestEvent",
+    "AgentResponseEvent",
+    "Backoff",
+    "BusKeys",
+    "BusOptions",
+    "BusStats",
+    "BusUnavailable",
+    "EventBus",
+    "EventHandler",
+    "InterAgentEvent",
+    "InterAgentEventType",
+    "RequestConsumer",
+    "RequestHandler",
+    "RequestPriority",
+    "ResponseStatus",
+    "RetryPolicy",
+    "Subscription",
+    "agent_target",
+    "capability_target",
+    "lanes",
+    "new_id",
+    "utc_now",
+]

@@ -1,1 +1,0 @@
-"""Building blocks shared by the services: events, bus, locks, workflow state, registry client."""

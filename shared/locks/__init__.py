@@ -1,0 +1,24 @@
+"""Resource locks: leases over the SQL stored procedures in `config/state/`, with fencing tokens.
+
+`ResourceLockManager` is the entry point (acquire, renew, release, status, force-release);
+`Lease` is what an acquisition holds. Modules: `manager`, `acquisition` (waiting in the queue),
+`lease` (renewal), `listener` (NOTIFY wake-ups), `errors`, `metrics`.
+"""
+
+from shared.locks.errors import LeaseLostError, LockArgumentError, ResourceLockError, argument_error_from
+from shared.locks.lease import Lease, OnLost, RenewResult
+from shared.locks.manager import AcquireResult, LockStatus, ReleaseResult, ResourceLockManager
+
+__all__ = [
+    "AcquireResult",
+    "Lease",
+    "LeaseLostError",
+    "LockArgumentError",
+    "LockStatus",
+    "OnLost",
+    "ReleaseResult",
+    "RenewResult",
+    "ResourceLockError",
+    "ResourceLockManager",
+    "argument_error_from",
+]
