@@ -2,12 +2,14 @@
 
 `ResourceLockManager` is the entry point (acquire, renew, release, status, force-release);
 `Lease` is what an acquisition holds. Modules: `manager`, `acquisition` (waiting in the queue),
-`lease` (renewal), `listener` (NOTIFY wake-ups), `errors`, `metrics`.
+`lease` (renewal), `listener` (NOTIFY wake-ups), `results` (the procedures' result rows), `errors`,
+`metrics`.
 """
 
 from shared.locks.errors import LeaseLostError, LockArgumentError, ResourceLockError, argument_error_from
-from shared.locks.lease import Lease, OnLost, RenewResult
-from shared.locks.manager import AcquireResult, LockStatus, ReleaseResult, ResourceLockManager
+from shared.locks.lease import Lease, OnLost
+from shared.locks.manager import ResourceLockManager
+from shared.locks.results import AcquireResult, LockStatus, ReleaseResult, RenewResult
 
 __all__ = [
     "AcquireResult",

@@ -3,6 +3,9 @@
 Waiting joins the database queue and sleeps on an event woken by NOTIFY for this waiter's queue id, or by
 a timer at the current holder's expiry (a dead holder sends no NOTIFY), or by a slow safety re-check
 (`recheck_interval`) for a waiter killed while at the head of the queue.
+
+It talks to the manager only through `LockCalls` (the manager's public methods), so this module never
+imports the manager: the manager imports it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import logging
 import time
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psycopg
 
 from shared.locks.errors import LeaseLostError, ResourceLockError
 from shared.locks.lease import Lease, OnLost
+from shared.locks.listener import LockEventListener
 from shared.locks.metrics import (
     LOCK_ACQUISITIONS,
     LOCK_ACTIVE,
@@ -28,11 +32,38 @@ from shared.locks.metrics import (
     LOCK_WAIT_SECONDS,
     resource_kind,
 )
-
-if TYPE_CHECKING:
-    from shared.locks.manager import AcquireResult, ResourceLockManager
+from shared.locks.results import AcquireResult, ReleaseResult, RenewResult
 
 log = logging.getLogger(__name__)
+
+
+class LockCalls(Protocol):
+    """What an acquisition needs of its ResourceLockManager (which implements all of it)."""
+
+    async def try_acquire(
+        self,
+        resource_id: str,
+        owner: str,
+        *,
+        ttl: int = ...,
+        mode: str = ...,
+        reason: str | None = ...,
+        metadata: dict[str, Any] | None = ...,
+    ) -> AcquireResult: ...
+
+    async def release(self, resource_id: str, owner: str, fencing_token: int) -> ReleaseResult: ...
+
+    async def renew(self, resource_id: str, owner: str, fencing_token: int, ttl: int) -> RenewResult: ...
+
+    async def enqueue_waiter(
+        self, resource_id: str, owner: str, mode: str, priority: int, wait_seconds: float | None
+    ) -> tuple[int, int]: ...
+
+    async def leave_queue(self, queue_id: int) -> None: ...
+
+    def track_lease(self, lease: Lease) -> None: ...
+
+    def untrack_lease(self, lease: Lease) -> None: ...
 
 
 class LockAcquisition:
@@ -40,7 +71,8 @@ class LockAcquisition:
 
     def __init__(
         self,
-        manager: ResourceLockManager,
+        manager: LockCalls,
+        listener: LockEventListener,
         resource_id: str,
         owner: str,
         ttl: int,
@@ -53,6 +85,8 @@ class LockAcquisition:
         recheck_interval: float,
     ) -> None:
         self._m = manager
+        # The manager's listener: wakes this waiter by queue id; `enqueue_waiter` enqueued under its pid.
+        self._listener = listener
         self.resource_id, self.owner, self.ttl, self.mode = resource_id, owner, ttl, mode
         self._wait_timeout, self._priority = wait_timeout, priority
         self._reason, self._metadata = reason, metadata
@@ -106,25 +140,25 @@ class LockAcquisition:
             holder_task=asyncio.current_task(),
         )
         self.lease.start_renewal()
-        self._m._held.add(self.lease)
+        self._m.track_lease(self.lease)
         return self.lease
 
     async def _wait(self, result: AcquireResult, started: float) -> AcquireResult:
         deadline = None if self._wait_timeout is None else started + self._wait_timeout
-        queue_id, generation = await self._m._enqueue(
+        queue_id, generation = await self._m.enqueue_waiter(
             self.resource_id, self.owner, self.mode, self._priority, self._wait_timeout
         )
-        wake = self._m._listener.register(queue_id)
+        wake = self._listener.register(queue_id)
         try:
             while True:
                 wake.clear()  # before the attempt: a NOTIFY arriving during it is not lost
-                if self._m._listener.generation != generation:  # listener reconnected: new pid
-                    self._m._listener.unregister(queue_id)
+                if self._listener.generation != generation:  # listener reconnected: new pid
+                    self._listener.unregister(queue_id)
                     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                    queue_id, generation = await self._m._enqueue(
+                    queue_id, generation = await self._m.enqueue_waiter(
                         self.resource_id, self.owner, self.mode, self._priority, remaining
                     )
-                    wake = self._m._listener.register(queue_id)
+                    wake = self._listener.register(queue_id)
                     wake.clear()
                 result = await self._attempt()
                 if result.acquired:
@@ -143,10 +177,10 @@ class LockAcquisition:
                     await asyncio.wait_for(wake.wait(), timeout)
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._m._leave_queue(queue_id))
+                await asyncio.shield(self._m.leave_queue(queue_id))
             raise
         finally:
-            self._m._listener.unregister(queue_id)
+            self._listener.unregister(queue_id)
 
     def _timeout_error(self, result: AcquireResult, waited: float) -> ResourceLockError:
         holder = result.holder or "a waiter ahead in the queue"
@@ -164,7 +198,7 @@ class LockAcquisition:
     ) -> bool:
         lease = self.lease
         assert lease is not None
-        self._m._held.discard(lease)
+        self._m.untrack_lease(lease)
         await lease.stop_renewal()
         LOCK_ACTIVE.labels(self._kind).dec()
         LOCK_HOLD_SECONDS.labels(self._kind).observe(time.monotonic() - lease.acquired_monotonic)

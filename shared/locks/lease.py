@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -22,19 +21,13 @@ import psycopg
 
 from shared.locks.errors import LeaseLostError
 from shared.locks.metrics import LOCK_LEASES_LOST, LOCK_RENEWAL_FAILURES, resource_kind
+from shared.locks.results import RenewResult
 
 log = logging.getLogger(__name__)
 
 OnLost = Literal["cancel", "signal"]
 
-
-@dataclass(frozen=True)
-class RenewResult:
-    renewed: bool
-    expires_at: datetime | None
-    message: str
-
-
+# The manager's `renew(resource_id, owner, fencing_token, ttl)`, passed in so a lease needs no manager.
 RenewCall = Callable[[str, str, int, int], Awaitable[RenewResult]]
 
 

@@ -6,8 +6,8 @@
     await locks.close()
 
 Every call is one short autocommit transaction on a pooled connection (safe behind PgBouncer's
-transaction pooling). Waiting and holding live in resource_lock_acquisition.py, renewal in
-resource_lock_lease.py, the NOTIFY listener in resource_lock_listener.py.
+transaction pooling). Waiting and holding live in acquisition.py, renewal in lease.py, the NOTIFY
+listener in listener.py, the procedures' result rows in results.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -29,8 +27,9 @@ from shared.locks.errors import (
     LockArgumentError,
     argument_error_from,
 )
-from shared.locks.lease import Lease, OnLost, RenewResult
+from shared.locks.lease import Lease, OnLost
 from shared.locks.listener import LockEventListener
+from shared.locks.results import AcquireResult, LockStatus, ReleaseResult, RenewResult
 
 log = logging.getLogger(__name__)
 
@@ -45,38 +44,17 @@ SQL_LEAVE_QUEUE = "SELECT leave_lock_queue(%s) AS left_queue"
 SQL_ACTIVE = "SELECT * FROM active_locks_view ORDER BY resource_id, fencing_token"
 
 
-@dataclass(frozen=True)
-class AcquireResult:
-    acquired: bool
-    fencing_token: int | None
-    holder: str | None
-    expires_at: datetime | None
-    message: str
-
-
-@dataclass(frozen=True)
-class ReleaseResult:
-    released: bool
-    holder: str | None
-    message: str
-
-
-@dataclass(frozen=True)
-class LockStatus:
-    resource_id: str
-    locked: bool
-    mode: str | None
-    holder: str | None
-    owners: list[str]
-    fencing_token: int | None
-    acquired_at: datetime | None
-    expires_at: datetime | None
-    waiters: int
-    last_token: int | None
-
-
 class ResourceLockManager:
-    def __init__(self, pool: AsyncConnectionPool, listener: LockEventListener, *, owns_pool: bool) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        listener: LockEventListener,
+        *,
+        owns_pool: bool,
+        name: str = "devtools-locks",
+        maintenance_interval: float | None = None,
+    ) -> None:
+        """Use `connect` or `from_pool`, which start the listener and check `maintenance_interval` first."""
         self._pool = pool
         self._listener = listener
         self._owns_pool = owns_pool
@@ -85,6 +63,10 @@ class ResourceLockManager:
         self._held: set[Lease] = set()
         listener.on_reconnect = self._verify_held_leases
         self._maintenance: asyncio.Task[None] | None = None
+        if maintenance_interval is not None:
+            self._maintenance = asyncio.create_task(
+                self._maintain(maintenance_interval), name=f"{name}-maintenance"
+            )
 
     @classmethod
     async def connect(
@@ -133,12 +115,7 @@ class ResourceLockManager:
             raise LockArgumentError("maintenance_interval", "invalid maintenance_interval: must be positive")
         listener = LockEventListener(conninfo, name=f"{name}-listener")
         await listener.start()
-        manager = cls(pool, listener, owns_pool=owns_pool)
-        if maintenance_interval is not None:
-            manager._maintenance = asyncio.create_task(
-                manager._maintain(maintenance_interval), name=f"{name}-maintenance"
-            )
-        return manager
+        return cls(pool, listener, owns_pool=owns_pool, name=name, maintenance_interval=maintenance_interval)
 
     async def _maintain(self, interval: float) -> None:
         # Housekeeping on a fixed schedule: acquisitions take over expired leases by themselves, but only
@@ -156,6 +133,14 @@ class ResourceLockManager:
     def _verify_held_leases(self) -> None:
         for lease in list(self._held):
             lease.renew_soon()
+
+    def track_lease(self, lease: Lease) -> None:
+        """Re-verify `lease` at once whenever the listener reconnects, until `untrack_lease`."""
+        self._held.add(lease)
+
+    def untrack_lease(self, lease: Lease) -> None:
+        """Stop re-verifying `lease` on reconnects (it is being released); unknown leases are ignored."""
+        self._held.discard(lease)
 
     @property
     def pool(self) -> AsyncConnectionPool:
@@ -201,6 +186,7 @@ class ResourceLockManager:
             raise LockArgumentError("on_lost", f"invalid on_lost: 'cancel' or 'signal', got {on_lost!r}")
         return LockAcquisition(
             self,
+            self._listener,
             resource_id,
             owner,
             ttl,
@@ -265,12 +251,19 @@ class ResourceLockManager:
     async def active_locks(self) -> list[dict[str, Any]]:
         return await self._rows(SQL_ACTIVE, ())
 
-    async def _enqueue(
+    async def enqueue_waiter(
         self, resource_id: str, owner: str, mode: str, priority: int, wait_seconds: float | None
     ) -> tuple[int, int]:
+        """Join the wait queue under this manager's listening backend: `(queue_id, listener generation)`.
+
+        The entry counts as live only while that backend exists, so the caller must enqueue again once
+        the listener's `generation` differs from the one returned (it reconnected under a new pid).
+        `wait_seconds` (None: none) sets the entry's deadline, after which it no longer counts.
+        """
         pid, generation = await self._listener.ready()
         rows = await self._rows(SQL_ENQUEUE, (resource_id, owner, mode, priority, pid, wait_seconds))
         return int(rows[0]["queue_id"]), generation
 
-    async def _leave_queue(self, queue_id: int) -> None:
+    async def leave_queue(self, queue_id: int) -> None:
+        """Drop a queue entry of `enqueue_waiter` (waiter gave up); the waiters behind it are notified."""
         await self._rows(SQL_LEAVE_QUEUE, (queue_id,))
