@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agent_orchestrator.api.app import create_orchestrator_app
 from agent_orchestrator.runs.worker import WorkerOptions
 from agent_orchestrator.workflows import catalog
-from shared.agents import AgentRuntimeSettings
+from shared.agents import AgentServiceSettings
 from shared.config import SettingsError, load_settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def main() -> None:
 
     try:
         settings = load_settings()
-        agent_settings = AgentRuntimeSettings()
+        agent_settings = AgentServiceSettings()
         options = OrchestratorServiceSettings()
     except (SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,9 +28,9 @@ from agent_orchestrator.api.runs import router as runs_router
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
 from agent_orchestrator.runs.workflow_table import WorkflowTable
-from agent_orchestrator.workflows.agent_calls import close_services, install_services
+from agent_orchestrator.workflows.agent_calls import close_resources, install_resources
 from services.orchestrator_agent.agent import agent as orchestrator_agent
-from shared.agents import AgentRuntimeSettings, AgentService
+from shared.agents import AgentService, AgentServiceSettings
 from shared.backends import resolve_backends
 from shared.config import Settings
 
@@ -40,13 +40,13 @@ log = logging.getLogger(__name__)
 def create_orchestrator_app(
     settings: Settings,
     *,
-    agent_settings: AgentRuntimeSettings | None = None,
+    agent_settings: AgentServiceSettings | None = None,
     workers: int = 1,
     worker_options: WorkerOptions | None = None,
     workflows: WorkflowTable | None = None,
 ) -> FastAPI:
     """The orchestrator's app; `app.state.agent_service` is its agent service (port, drain)."""
-    service = AgentService(orchestrator_agent, settings, agent_settings or AgentRuntimeSettings())
+    service = AgentService(orchestrator_agent, settings, agent_settings or AgentServiceSettings())
     app: FastAPI = service.app
     app.state.settings = settings
     app.state.agent_service = service
@@ -58,7 +58,7 @@ def create_orchestrator_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with agent_lifespan(app):
             assert service.bus is not None
-            install_services(settings, service.bus)
+            install_resources(settings, service.bus)
             database_url = settings.database_url or resolve_backends(settings).database_url
             runtime = await RunsRuntime.open(
                 database_url,
@@ -78,7 +78,7 @@ def create_orchestrator_app(
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                await close_services()
+                await close_resources()
                 await runtime.close()
 
     async def database_health() -> dict[str, Any]:

@@ -8,7 +8,7 @@
 - An `error` or `rejected` answer raises `AgentCallFailed` with the agent's message: it is
   the agent's verdict on this request, so retrying the same request would not help.
 
-The bus, the lock manager and the settings the nodes use come from `WorkflowServices`:
+The bus, the lock manager and the settings the nodes use come from `WorkflowResources`:
 the orchestrator service installs its own (its agent runtime's bus); a bare worker process
 creates them lazily from the environment (`DEVTOOLS_*`), once per event loop.
 """
@@ -75,7 +75,7 @@ AGENT_RETRY = RetryPolicy(
 
 
 @dataclass
-class WorkflowServices:
+class WorkflowResources:
     settings: Settings
     bus: EventBus
     owns_bus: bool
@@ -97,32 +97,32 @@ class WorkflowServices:
 
 
 # One set per event loop: a bus or pool cannot be shared across loops.
-_services: dict[int, WorkflowServices] = {}
+_resources: dict[int, WorkflowResources] = {}
 
 
-def install_services(settings: Settings, bus: EventBus) -> WorkflowServices:
+def install_resources(settings: Settings, bus: EventBus) -> WorkflowResources:
     """Use this bus (the orchestrator service's own) for the nodes run on the current loop."""
-    services = WorkflowServices(settings, bus, owns_bus=False)
-    _services[id(asyncio.get_running_loop())] = services
-    return services
+    resources = WorkflowResources(settings, bus, owns_bus=False)
+    _resources[id(asyncio.get_running_loop())] = resources
+    return resources
 
 
-def workflow_services() -> WorkflowServices:
+def workflow_resources() -> WorkflowResources:
     key = id(asyncio.get_running_loop())
-    services = _services.get(key)
-    if services is None:
+    resources = _resources.get(key)
+    if resources is None:
         settings = get_settings()
         bus = EventBus.from_settings(settings, agent_id=WORKFLOW_AGENT_ID)
-        services = WorkflowServices(settings, bus, owns_bus=True)
-        _services[key] = services
-    return services
+        resources = WorkflowResources(settings, bus, owns_bus=True)
+        _resources[key] = resources
+    return resources
 
 
-async def close_services() -> None:
-    """Close the current loop's services (their bus only if it was created here)."""
-    services = _services.pop(id(asyncio.get_running_loop()), None)
-    if services is not None:
-        await services.close()
+async def close_resources() -> None:
+    """Close the current loop's resources (their bus only if it was created here)."""
+    resources = _resources.pop(id(asyncio.get_running_loop()), None)
+    if resources is not None:
+        await resources.close()
 
 
 async def call_agent(
@@ -135,7 +135,7 @@ async def call_agent(
     capability: str | None = None,
 ) -> dict[str, Any]:
     """Send one request to `agent` (or any agent with `capability`) and return its result dict."""
-    bus = workflow_services().bus
+    bus = workflow_resources().bus
     event = AgentRequestEvent(
         source_agent=WORKFLOW_AGENT_ID,
         target_agent="any" if capability else agent,
@@ -177,4 +177,4 @@ async def emit_event(kind: InterAgentEventType, payload: dict[str, Any], correla
     event = InterAgentEvent(
         event_type=kind, source_agent=WORKFLOW_AGENT_ID, payload=payload, correlation_id=correlation_id
     )
-    await workflow_services().bus.emit(event)
+    await workflow_resources().bus.emit(event)

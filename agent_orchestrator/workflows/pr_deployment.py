@@ -31,7 +31,7 @@ from agent_orchestrator.workflows.agent_calls import (
     AgentCallFailed,
     call_agent,
     emit_event,
-    workflow_services,
+    workflow_resources,
 )
 from agent_orchestrator.workflows.approval_policy import DEFAULT_MAX_AUTO_APPROVE_LINES, decide_approval
 from agent_orchestrator.workflows.inputs import git_ref, git_repository
@@ -196,7 +196,7 @@ def after_approval(state: PRDeploymentState) -> str:
 async def deploy(state: PRDeploymentState) -> dict[str, Any]:
     env, run_id = state["environment"], state["task_id"]
     ref = state["review"].get("head_commit") or state["head"]
-    locks = await workflow_services().lock_manager(current_run().pool.conninfo)
+    locks = await workflow_resources().lock_manager(current_run().pool.conninfo)
     held: dict[str, Any] = {}
     lock_args = {
         "ttl": LOCK_TTL_SECONDS,
@@ -265,7 +265,7 @@ async def verify(state: PRDeploymentState) -> dict[str, Any]:
             **step_record("infrastructure", "verify", "healthy"),
         }
     # The new release is not what serves healthily now: put the previous one back.
-    locks = await workflow_services().lock_manager(current_run().pool.conninfo)
+    locks = await workflow_resources().lock_manager(current_run().pool.conninfo)
     async with run_lock(
         locks, f"env:{env}", ttl=LOCK_TTL_SECONDS, wait_timeout=state["lock_wait_seconds"], reason="rollback"
     ) as lease:

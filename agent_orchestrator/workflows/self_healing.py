@@ -31,7 +31,7 @@ from agent_orchestrator.workflows.agent_calls import (
     AgentCallFailed,
     call_agent,
     emit_event,
-    workflow_services,
+    workflow_resources,
 )
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import self_healing_report
@@ -145,7 +145,7 @@ def after_detect(state: SelfHealingState) -> str:
 async def diagnose(state: SelfHealingState) -> dict[str, Any]:
     health = state["health"]
     tried = [a["fix"] for a in state.get("attempts", [])]
-    data_dir = workflow_services().settings.data_dir
+    data_dir = workflow_resources().settings.data_dir
     changed = config_changed_since_release(data_dir, state["environment"], health.get("release_id"))
     fix, why = choose_fix(health, tried, changed)
     diagnosis = {
@@ -163,7 +163,7 @@ async def apply_fix(state: SelfHealingState) -> dict[str, Any]:
     fix = state["diagnosis"]["fix"]
     request_type, extras = FIXES[fix]
     number = len(state.get("attempts", [])) + 1
-    locks = await workflow_services().lock_manager(current_run().pool.conninfo)
+    locks = await workflow_resources().lock_manager(current_run().pool.conninfo)
     async with run_lock(
         locks, f"env:{env}", ttl=LOCK_TTL_SECONDS, wait_timeout=300, reason=f"self_healing {fix}"
     ) as lease:

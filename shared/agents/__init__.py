@@ -13,13 +13,13 @@ from shared.agents.registry_client import (
     RegistryUnavailable,
 )
 from shared.agents.runtime import AgentDefinition, Capability, RequestContext, RequestRejected
-from shared.agents.service import AgentRuntimeSettings, AgentService, run_agent
+from shared.agents.service import AgentService, AgentServiceSettings, run_agent
 
 __all__ = [
     "AgentDefinition",
     "AgentRegistration",
-    "AgentRuntimeSettings",
     "AgentService",
+    "AgentServiceSettings",
     "Capability",
     "RegistryClient",
     "RegistryError",

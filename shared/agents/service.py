@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 ACTIVE_REQUESTS = Gauge("devtools_agent_active_requests", "Requests being handled", ["agent"])
 
 
-class AgentRuntimeSettings(BaseSettings):
+class AgentServiceSettings(BaseSettings):
     """Per-process agent settings (DEVTOOLS_AGENT_*); shared ones come from shared.config.Settings."""
 
     model_config = SettingsConfigDict(env_prefix="DEVTOOLS_AGENT_", extra="ignore")
@@ -58,7 +58,7 @@ class AgentRuntimeSettings(BaseSettings):
 
 
 class AgentService:
-    def __init__(self, agent: AgentDefinition, settings: Settings, rt: AgentRuntimeSettings) -> None:
+    def __init__(self, agent: AgentDefinition, settings: Settings, rt: AgentServiceSettings) -> None:
         self.agent = agent
         self.settings = settings
         self.rt = rt
@@ -305,7 +305,7 @@ def run_agent(agent: AgentDefinition) -> None:
 
     try:
         settings = load_settings()
-        rt = AgentRuntimeSettings()
+        rt = AgentServiceSettings()
     except (SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

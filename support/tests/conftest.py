@@ -13,7 +13,13 @@ from shared.config import Settings, load_settings
 from support.tests import infra
 
 # Module-scoped fixtures for tests that run services as processes (one registry per module).
-from support.tests.agents.fixtures import log_dir, module_env, module_prefix, registry  # noqa: F401
+from support.tests.agents.fixtures import (  # noqa: F401
+    agent_service,
+    log_dir,
+    module_env,
+    module_prefix,
+    registry,
+)
 from support.tests.bus.fixtures import requester, server  # noqa: F401
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -1,4 +1,5 @@
-"""Module-scoped fixtures: one registry process per test module, on its own DB, prefix and port."""
+"""Module-scoped fixtures: one registry process per test module, on its own DB, prefix and port,
+and `agent_service`, the agent the module is about, as a real registered process."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.tests.agents.processes import ServiceProcess, running_registry
+from support.tests.agents.processes import ServiceProcess, running_agent, running_registry
 from support.tests.infra import delete_keyspace
 
 
@@ -44,4 +45,23 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def registry(module_env: dict[str, str], log_dir: Path) -> Iterator[ServiceProcess]:
     with running_registry(module_env, log_dir) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def agent_service(
+    request: pytest.FixtureRequest, module_env: dict[str, str], registry: ServiceProcess, log_dir: Path
+) -> Iterator[ServiceProcess]:
+    """The agent a test module is about, started once per module and registered with its registry.
+
+    The module names it by indirect parametrization, with options for `running_agent`::
+
+        pytestmark = pytest.mark.parametrize("agent_service", ["cicd"], indirect=True)
+        # another module under the catalog's id, or extra environment:
+        pytestmark = pytest.mark.parametrize(
+            "agent_service", [("orchestrator", {"module": "services.orchestrator_agent"})], indirect=True
+        )
+    """
+    name, options = request.param if isinstance(request.param, tuple) else (request.param, {})
+    with running_agent(name, module_env, registry, log_dir, **options) as service:
         yield service

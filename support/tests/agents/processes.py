@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent_orchestrator.stack import SERVICES
+from services.infrastructure.env_state import EnvironmentDir
 from support.bench.processes import (
     AGENT_AUTH,
     PLATFORM_TOKEN,
@@ -30,10 +35,12 @@ __all__ = [
     "agent_request_body",
     "env_without",
     "free_port",
+    "kill_deployed_apps",
     "registry_env",
     "registry_record",
     "running_agent",
     "running_registry",
+    "service_module",
     "start_echo_agent",
     "start_service",
     "wait_healthy",
@@ -64,17 +71,38 @@ def start_echo_agent(
     return start_service(name, "support.tests.agents.echo_agent", agent_env, port, log_dir)
 
 
+def service_module(name: str) -> tuple[str, str]:
+    """(module, port variable) of a service of the stack's catalog, e.g. "cicd"."""
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec.module, f"DEVTOOLS_{spec.port_setting.upper()}"
+    raise KeyError(f"no service {name!r} in agent_orchestrator.stack.SERVICES")
+
+
+def kill_deployed_apps(data_dir: Path) -> None:
+    """Stop every app the infrastructure agent deployed under `data_dir` (they run in sessions of
+    their own, so stopping the agent leaves them running)."""
+    for state_file in (data_dir / "environments").glob("*/state.json"):
+        process = EnvironmentDir(data_dir, state_file.parent.name).load().process
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
 @contextmanager
 def running_agent(
     agent_id: str,
-    module: str,
-    port_variable: str,
     module_env: dict[str, str],
     registry: ServiceProcess,
     log_dir: Path,
+    *,
+    module: str | None = None,
     **extra_env: str,
 ) -> Iterator[ServiceProcess]:
-    """One agent service as a real process, registered with `registry`; terminated on exit."""
+    """One agent service as a real process, registered with `registry`; terminated on exit, and
+    every app it deployed stopped. The module and port variable come from the stack's catalog;
+    `module` runs another module under the same id (the orchestrator agent without its host)."""
+    catalog_module, port_variable = service_module(agent_id)
     port = free_port()
     env = {
         **module_env,
@@ -84,12 +112,13 @@ def running_agent(
         "DEVTOOLS_LLM": "none",
         **extra_env,
     }
-    service = start_service(agent_id, module, env, port, log_dir)
+    service = start_service(agent_id, module or catalog_module, env, port, log_dir)
     try:
         wait_until(lambda: registry_record(registry, agent_id), what=f"{agent_id} registered")
         yield service
     finally:
         service.terminate()
+        kill_deployed_apps(Path(module_env["DEVTOOLS_DATA_DIR"]))
 
 
 def agent_request_body(

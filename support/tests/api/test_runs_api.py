@@ -18,7 +18,7 @@ from agent_orchestrator.api.app import create_orchestrator_app
 from agent_orchestrator.runs.models import RunStatus
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
-from shared.agents import AgentRuntimeSettings
+from shared.agents import AgentServiceSettings
 from shared.config import load_settings
 from support.tests.runs import toys as runs_toys
 from support.tests.runs.helpers import wait_for_event, wait_for_status
@@ -63,7 +63,7 @@ async def api(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Pa
     app = create_orchestrator_app(
         settings,
         # The same app as the service's, without a registry to register with.
-        agent_settings=AgentRuntimeSettings(port=port, registration=False),
+        agent_settings=AgentServiceSettings(port=port, registration=False),
         workers=1,
         worker_options=WorkerOptions(lease_seconds=1.5),
     )

@@ -20,8 +20,7 @@ from agent_orchestrator.stack import SERVICES
 from agent_orchestrator.stack.ports import PortInUseError, choose_ports, port_variable
 from shared.config import load_settings
 from shared.embedded import embedded_servers
-from support.tests.agents.processes import REPO_ROOT, free_port
-from support.tests.workflows.flagship_platform import kill_deployed_apps
+from support.tests.agents.processes import REPO_ROOT, free_port, kill_deployed_apps
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,6 @@ is killed at the end whatever the tests did.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,25 +17,19 @@ import httpx
 import redis
 
 from agent_orchestrator.api.client import OrchestratorClient
-from services.infrastructure.env_state import EnvironmentDir
 from shared.bus import DATA_FIELD, BusKeys, InterAgentEvent
 from support.tests.agents.processes import (
     AGENT_AUTH,
     PLATFORM_TOKEN,
     ServiceProcess,
     free_port,
+    kill_deployed_apps,
     registry_record,
     running_registry,
+    service_module,
     start_service,
     wait_until,
 )
-
-AGENT_MODULES = {
-    "code-review": ("services.code_review", "DEVTOOLS_CODE_REVIEW_PORT"),
-    "cicd": ("services.cicd", "DEVTOOLS_CICD_PORT"),
-    "infrastructure": ("services.infrastructure", "DEVTOOLS_INFRASTRUCTURE_PORT"),
-    "documentation": ("services.documentation", "DEVTOOLS_DOCUMENTATION_PORT"),
-}
 
 
 @dataclass
@@ -97,14 +89,6 @@ class Platform:
         return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def kill_deployed_apps(data_dir: Path) -> None:
-    for state_file in (data_dir / "environments").glob("*/state.json"):
-        process = EnvironmentDir(data_dir, state_file.parent.name).load().process
-        if process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-
 @contextlib.contextmanager
 def running_platform(
     module_env: dict[str, str], log_dir: Path, agents: list[str], **extra: str
@@ -123,7 +107,7 @@ def running_platform(
         platform = Platform(env, data_dir, log_dir, registry)
         try:
             for name in agents:
-                module, port_var = AGENT_MODULES[name]
+                module, port_var = service_module(name)
                 port = free_port()
                 platform.agents[name] = start_service(
                     name, module, {**env, port_var: str(port)}, port, log_dir

@@ -28,8 +28,8 @@ from agent_orchestrator.runs.workflow_table import WorkflowTable, default_workfl
 from agent_orchestrator.workflows.agent_calls import (
     AGENT_RETRY,
     call_agent,
-    close_services,
-    install_services,
+    close_resources,
+    install_resources,
 )
 from agent_orchestrator.workflows.templates import Step, sequential
 from shared.bus import AgentRequestEvent, EventBus
@@ -74,11 +74,11 @@ async def agents(settings: Settings) -> AsyncIterator[ScriptedAgents]:
 async def workflow_bus(settings: Settings) -> AsyncIterator[EventBus]:
     """The bus the nodes use (as the orchestrator service installs its own)."""
     bus = EventBus.from_settings(settings, agent_id="orchestrator")
-    install_services(settings, bus)
+    install_resources(settings, bus)
     try:
         yield bus
     finally:
-        await close_services()
+        await close_resources()
         await bus.close()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,13 @@ from support.tests.agents.processes import (
     AGENT_AUTH,
     ServiceProcess,
     registry_record,
-    running_agent,
 )
 from support.tests.gitrepo import GitRepo
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def cicd(module_env: dict[str, str], registry: ServiceProcess, log_dir: Path) -> Iterator[ServiceProcess]:
-    with running_agent(
-        "cicd", "services.cicd", "DEVTOOLS_CICD_PORT", module_env, registry, log_dir
-    ) as service:
-        yield service
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("agent_service", ["cicd"], indirect=True),
+]
 
 
 def _post(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -> httpx.Response:
@@ -33,19 +26,21 @@ def _post(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -
     return httpx.post(f"{service.url}/agent-request", headers=AGENT_AUTH, json=body, timeout=60)
 
 
-def test_registers_with_its_capability(cicd: ServiceProcess, registry: ServiceProcess) -> None:
+def test_registers_with_its_capability(agent_service: ServiceProcess, registry: ServiceProcess) -> None:
     record = registry_record(registry, "cicd")
     assert record is not None
     assert [c["name"] for c in record["capabilities"]] == ["cicd"]
     assert record["metadata"]["request_types"] == ["DEPLOY_ARTIFACT", "RUN_PIPELINE", "VALIDATE_BUILD"]
 
 
-def test_run_pipeline_over_http(cicd: ServiceProcess, tmp_path: Path, module_env: dict[str, str]) -> None:
+def test_run_pipeline_over_http(
+    agent_service: ServiceProcess, tmp_path: Path, module_env: dict[str, str]
+) -> None:
     repo = GitRepo(tmp_path / "repo")
     command = "echo '=== 1 failed, 2 passed in 0.01s ==='; exit 1"
     repo.commit("configured", {"devtools.toml": f'test_command = "{command}"\n'})
 
-    response = _post(cicd, "RUN_PIPELINE", {"repo": str(repo.path), "ref": "main"})
+    response = _post(agent_service, "RUN_PIPELINE", {"repo": str(repo.path), "ref": "main"})
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -55,7 +50,7 @@ def test_run_pipeline_over_http(cicd: ServiceProcess, tmp_path: Path, module_env
     assert result["commit"] == repo.head()
     assert Path(result["log_path"]).is_relative_to(Path(module_env["DEVTOOLS_DATA_DIR"]))
 
-    unknown = _post(cicd, "RUN_PIPELINE", {"repo": str(repo.path), "ref": "no-such-branch"}).json()
+    unknown = _post(agent_service, "RUN_PIPELINE", {"repo": str(repo.path), "ref": "no-such-branch"}).json()
     assert unknown["status"] == "error" and "unknown ref 'no-such-branch'" in unknown["error"]
-    invalid = _post(cicd, "RUN_PIPELINE", {"repo": str(repo.path), "timeout_seconds": -1})
+    invalid = _post(agent_service, "RUN_PIPELINE", {"repo": str(repo.path), "timeout_seconds": -1})
     assert invalid.status_code == 422 and "payload.timeout_seconds" in invalid.text

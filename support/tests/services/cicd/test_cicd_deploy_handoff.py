@@ -4,9 +4,6 @@ infrastructure's DeployResult."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,6 @@ import pytest
 from services.cicd.artifacts import ArtifactStore
 from services.cicd.deploy import DeployArtifactPayload, dispatch_deploy, prepare_deploy
 from services.cicd.errors import NoInfrastructureAgentError
-from services.infrastructure.env_state import EnvironmentDir
 from shared.bus import EventBus
 from support.tests.agents.processes import (
     AGENT_AUTH,
@@ -72,28 +68,16 @@ def service_repo(path: Path, port: int) -> GitRepo:
 
 @pytest.fixture(scope="module")
 def cicd(module_env: dict[str, str], registry: ServiceProcess, log_dir: Path) -> Iterator[ServiceProcess]:
-    with running_agent("cicd", "services.cicd", "DEVTOOLS_CICD_PORT", module_env, registry, log_dir) as svc:
-        yield svc
+    with running_agent("cicd", module_env, registry, log_dir) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
 def infrastructure(
     module_env: dict[str, str], registry: ServiceProcess, log_dir: Path
 ) -> Iterator[ServiceProcess]:
-    try:
-        with running_agent(
-            "infrastructure", "services.infrastructure", "DEVTOOLS_INFRASTRUCTURE_PORT", module_env, registry,
-            log_dir,
-        ) as svc:  # fmt: skip
-            yield svc
-    finally:
-        # Deployed apps run in sessions of their own: stop them whatever the test did.
-        data_dir = Path(module_env["DEVTOOLS_DATA_DIR"])
-        for state_file in (data_dir / "environments").glob("*/state.json"):
-            process = EnvironmentDir(data_dir, state_file.parent.name).load().process
-            if process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+    with running_agent("infrastructure", module_env, registry, log_dir) as service:
+        yield service
 
 
 def _post(service: ServiceProcess, target: str, request_type: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -14,34 +13,26 @@ from support.tests.agents.processes import (
     ServiceProcess,
     agent_request_body,
     registry_record,
-    running_agent,
 )
 from support.tests.gitrepo import GitRepo
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def code_review(
-    module_env: dict[str, str], registry: ServiceProcess, log_dir: Path
-) -> Iterator[ServiceProcess]:
-    with running_agent(
-        "code-review", "services.code_review", "DEVTOOLS_CODE_REVIEW_PORT", module_env, registry, log_dir
-    ) as service:
-        yield service
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("agent_service", ["code-review"], indirect=True),
+]
 
 
 _request = partial(agent_request_body, "code-review")
 
 
-def test_registers_with_its_capabilities(code_review: ServiceProcess, registry: ServiceProcess) -> None:
+def test_registers_with_its_capabilities(agent_service: ServiceProcess, registry: ServiceProcess) -> None:
     record = registry_record(registry, "code-review")
     assert record is not None
     assert [c["name"] for c in record["capabilities"]] == ["code_review", "code_explanation"]
     assert record["metadata"]["request_types"] == ["EXPLAIN_CODE", "REVIEW_CODE"]
 
 
-def test_review_over_http(code_review: ServiceProcess, tmp_path: Path) -> None:
+def test_review_over_http(agent_service: ServiceProcess, tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.commit("initial", {"app.py": "x = 1\n"})
     repo.branch("feature")
@@ -49,7 +40,7 @@ def test_review_over_http(code_review: ServiceProcess, tmp_path: Path) -> None:
         "leak", {"app.py": "x = 1\nkey = 'AKIA" + "ABCDEFGHIJKLMNOP'\n", "test_app.py": "def test(): ...\n"}
     )
     response = httpx.post(
-        f"{code_review.url}/agent-request",
+        f"{agent_service.url}/agent-request",
         headers=AGENT_AUTH,
         json=_request("REVIEW_CODE", {"repo": str(repo.path), "base": "main", "head": "feature"}),
         timeout=60,
@@ -63,7 +54,7 @@ def test_review_over_http(code_review: ServiceProcess, tmp_path: Path) -> None:
     ]
 
     unknown = httpx.post(
-        f"{code_review.url}/agent-request",
+        f"{agent_service.url}/agent-request",
         headers=AGENT_AUTH,
         json=_request("REVIEW_CODE", {"repo": str(repo.path), "head": "no-such-branch"}),
         timeout=60,
@@ -71,7 +62,7 @@ def test_review_over_http(code_review: ServiceProcess, tmp_path: Path) -> None:
     assert unknown["status"] == "error" and "head: unknown ref 'no-such-branch'" in unknown["error"]
 
     invalid = httpx.post(
-        f"{code_review.url}/agent-request",
+        f"{agent_service.url}/agent-request",
         headers=AGENT_AUTH,
         json=_request("REVIEW_CODE", {"repo": str(repo.path)}),
         timeout=60,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -15,27 +14,19 @@ from support.tests.agents.processes import (
     ServiceProcess,
     agent_request_body,
     registry_record,
-    running_agent,
 )
 from support.tests.gitrepo import GitRepo
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def feature_dev(
-    module_env: dict[str, str], registry: ServiceProcess, log_dir: Path
-) -> Iterator[ServiceProcess]:
-    with running_agent(
-        "feature-dev", "services.feature_dev", "DEVTOOLS_FEATURE_DEV_PORT", module_env, registry, log_dir
-    ) as service:
-        yield service
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("agent_service", ["feature-dev"], indirect=True),
+]
 
 
 _request = partial(agent_request_body, "feature-dev")
 
 
-def test_registers_with_its_capability(feature_dev: ServiceProcess, registry: ServiceProcess) -> None:
+def test_registers_with_its_capability(agent_service: ServiceProcess, registry: ServiceProcess) -> None:
     record = registry_record(registry, "feature-dev")
     assert record is not None
     assert [c["name"] for c in record["capabilities"]] == ["feature_dev"]
@@ -43,13 +34,13 @@ def test_registers_with_its_capability(feature_dev: ServiceProcess, registry: Se
 
 
 def test_without_an_llm_requests_are_rejected_and_nothing_changes(
-    feature_dev: ServiceProcess, tmp_path: Path
+    agent_service: ServiceProcess, tmp_path: Path
 ) -> None:
     repo = GitRepo(tmp_path / "repo")
     head = repo.commit("initial", {"app.py": "x = 1\n"})
     for request_type in ("GENERATE_CODE", "REFACTOR_CODE"):
         response = httpx.post(
-            f"{feature_dev.url}/agent-request",
+            f"{agent_service.url}/agent-request",
             headers=AGENT_AUTH,
             json=_request(request_type, {"repo": str(repo.path), "instruction": "Add a health endpoint"}),
             timeout=30,
@@ -63,9 +54,9 @@ def test_without_an_llm_requests_are_rejected_and_nothing_changes(
     ]
 
 
-def test_bad_payload_names_the_field(feature_dev: ServiceProcess) -> None:
+def test_bad_payload_names_the_field(agent_service: ServiceProcess) -> None:
     response = httpx.post(
-        f"{feature_dev.url}/agent-request",
+        f"{agent_service.url}/agent-request",
         headers=AGENT_AUTH,
         json=_request("GENERATE_CODE", {"repo": "/tmp"}),
         timeout=30,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +17,14 @@ from support.tests.agents.processes import (
     agent_request_body,
     free_port,
     registry_record,
-    running_agent,
 )
 from support.tests.gitrepo import GitRepo
 from support.tests.services.infrastructure.test_infrastructure_deploy import APP, pyproject
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def infrastructure(
-    module_env: dict[str, str], registry: ServiceProcess, log_dir: Path
-) -> Iterator[ServiceProcess]:
-    env_var = "DEVTOOLS_INFRASTRUCTURE_PORT"
-    try:
-        with running_agent(
-            "infrastructure", "services.infrastructure", env_var, module_env, registry, log_dir
-        ) as svc:
-            yield svc
-    finally:
-        # The apps it deployed run in sessions of their own: stop them whatever the test did.
-        data_dir = Path(module_env["DEVTOOLS_DATA_DIR"])
-        for state_file in (data_dir / "environments").glob("*/state.json"):
-            process = EnvironmentDir(data_dir, state_file.parent.name).load().process
-            if process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("agent_service", ["infrastructure"], indirect=True),
+]
 
 
 def _post(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -> httpx.Response:
@@ -58,7 +37,7 @@ def _post(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -
     return httpx.post(f"{service.url}/agent-request", headers=AGENT_AUTH, json=body, timeout=60)
 
 
-def test_registers_with_its_capability(infrastructure: ServiceProcess, registry: ServiceProcess) -> None:
+def test_registers_with_its_capability(agent_service: ServiceProcess, registry: ServiceProcess) -> None:
     record = registry_record(registry, "infrastructure")
     assert record is not None
     assert [c["name"] for c in record["capabilities"]] == ["infrastructure"]
@@ -67,30 +46,30 @@ def test_registers_with_its_capability(infrastructure: ServiceProcess, registry:
     ]  # fmt: skip
 
 
-def test_deploy_check_and_stop_over_http(infrastructure: ServiceProcess, tmp_path: Path) -> None:
+def test_deploy_check_and_stop_over_http(agent_service: ServiceProcess, tmp_path: Path) -> None:
     app_port = free_port()
     repo = GitRepo(tmp_path / "app")
     repo.commit(
         "v1", {"app.py": APP.format(version="v1", health_status=200), "pyproject.toml": pyproject(app_port)}
     )
 
-    deployed = _post(infrastructure, "DEPLOY_SERVICE", {"environment": "qa", "repo": str(repo.path)}).json()
+    deployed = _post(agent_service, "DEPLOY_SERVICE", {"environment": "qa", "repo": str(repo.path)}).json()
 
     assert deployed["status"] == "success", deployed
     assert deployed["result"]["status"] == "deployed"
     assert httpx.get(f"http://127.0.0.1:{app_port}/", timeout=5).text == "v1 greeting="
-    health = _post(infrastructure, "HEALTH_CHECK", {"environment": "qa"}).json()["result"]
+    health = _post(agent_service, "HEALTH_CHECK", {"environment": "qa"}).json()["result"]
     assert (health["status"], health["http_status"], health["release_id"]) == (
         "up", 200, deployed["result"]["release_id"],
     )  # fmt: skip
 
-    stopped = _post(infrastructure, "STOP", {"environment": "qa"}).json()["result"]
+    stopped = _post(agent_service, "STOP", {"environment": "qa"}).json()["result"]
     assert stopped["stopped"] is True
-    assert _post(infrastructure, "HEALTH_CHECK", {"environment": "qa"}).json()["result"]["status"] == "down"
+    assert _post(agent_service, "HEALTH_CHECK", {"environment": "qa"}).json()["result"]["status"] == "down"
 
-    invalid = _post(infrastructure, "UPDATE_CONFIG", {"environment": "qa", "values": {"lower": "x"}})
+    invalid = _post(agent_service, "UPDATE_CONFIG", {"environment": "qa", "values": {"lower": "x"}})
     assert invalid.status_code == 422 and "payload.values" in invalid.text
-    missing = _post(infrastructure, "HEALTH_CHECK", {"environment": "nowhere"}).json()
+    missing = _post(agent_service, "HEALTH_CHECK", {"environment": "nowhere"}).json()
     assert missing["status"] == "error" and "'nowhere' has never been deployed to" in missing["error"]
 
 
@@ -131,11 +110,11 @@ def _highest_token(module_env: dict[str, str], environment: str) -> int | None:
 
 
 async def test_a_request_without_a_token_runs_under_a_lock_the_agent_takes(
-    infrastructure: ServiceProcess, locks: ResourceLockManager, module_env: dict[str, str], tmp_path: Path
+    agent_service: ServiceProcess, locks: ResourceLockManager, module_env: dict[str, str], tmp_path: Path
 ) -> None:
     repo, app_port = _app_repo(tmp_path, "free")
 
-    answer = await _apost(infrastructure, "DEPLOY_SERVICE", environment="free-env", repo=str(repo.path))
+    answer = await _apost(agent_service, "DEPLOY_SERVICE", environment="free-env", repo=str(repo.path))
 
     assert answer["status"] == "success" and answer["result"]["status"] == "deployed", answer
     status = await locks.status("env:free-env")
@@ -145,20 +124,20 @@ async def test_a_request_without_a_token_runs_under_a_lock_the_agent_takes(
 
 
 async def test_the_lock_holders_token_is_required_while_the_environment_is_locked(
-    infrastructure: ServiceProcess, locks: ResourceLockManager, module_env: dict[str, str], tmp_path: Path
+    agent_service: ServiceProcess, locks: ResourceLockManager, module_env: dict[str, str], tmp_path: Path
 ) -> None:
     repo, app_port = _app_repo(tmp_path, "held")
     env = "held-env"
     deploy = {"environment": env, "repo": str(repo.path)}
     async with locks.acquire(f"env:{env}", owner="tests-holder", ttl=60, wait_timeout=5) as lease:
         token = lease.fencing_token
-        unfenced = await _apost(infrastructure, "DEPLOY_SERVICE", **deploy)
-        bogus = await _apost(infrastructure, "DEPLOY_SERVICE", **deploy, fencing_token=token + 5)
+        unfenced = await _apost(agent_service, "DEPLOY_SERVICE", **deploy)
+        bogus = await _apost(agent_service, "DEPLOY_SERVICE", **deploy, fencing_token=token + 5)
         assert _highest_token(module_env, env) is None  # refused before anything was recorded
-        fenced = await _apost(infrastructure, "DEPLOY_SERVICE", **deploy, fencing_token=token)
+        fenced = await _apost(agent_service, "DEPLOY_SERVICE", **deploy, fencing_token=token)
         config = {"environment": env, "values": {"GREETING": "x"}}
-        bogus_config = await _apost(infrastructure, "UPDATE_CONFIG", **config, fencing_token=token + 1)
-    after_release = await _apost(infrastructure, "STOP", environment=env, fencing_token=token)
+        bogus_config = await _apost(agent_service, "UPDATE_CONFIG", **config, fencing_token=token + 1)
+    after_release = await _apost(agent_service, "STOP", environment=env, fencing_token=token)
 
     assert unfenced["status"] == "error"
     assert unfenced["error"].startswith(f"EnvironmentLockedError: environment '{env}' is locked")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,25 +12,14 @@ from support.tests.agents.processes import (
     ServiceProcess,
     agent_request_body,
     registry_record,
-    running_agent,
 )
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def orchestrator(
-    module_env: dict[str, str], registry: ServiceProcess, log_dir: Path
-) -> Iterator[ServiceProcess]:
-    with running_agent(
-        "orchestrator",
-        "services.orchestrator_agent",
-        "DEVTOOLS_ORCHESTRATOR_PORT",
-        module_env,
-        registry,
-        log_dir,
-    ) as service:
-        yield service
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize(
+        "agent_service", [("orchestrator", {"module": "services.orchestrator_agent"})], indirect=True
+    ),
+]
 
 
 def ask(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -42,12 +29,12 @@ def ask(service: ServiceProcess, request_type: str, payload: dict[str, Any]) -> 
     return dict(response.json())
 
 
-def test_the_four_skills_over_http(orchestrator: ServiceProcess, registry: ServiceProcess) -> None:
+def test_the_four_skills_over_http(agent_service: ServiceProcess, registry: ServiceProcess) -> None:
     record = registry_record(registry, "orchestrator")
     assert record is not None and [c["name"] for c in record["capabilities"]] == ["orchestration"]
 
     plan = ask(
-        orchestrator,
+        agent_service,
         "DECOMPOSE_TASK",
         {"description": "Deploy v2 to staging", "context": {"repo": "/srv/shop", "environment": "staging"}},
     )
@@ -55,18 +42,20 @@ def test_the_four_skills_over_http(orchestrator: ServiceProcess, registry: Servi
     assert plan["result"]["kind"] == "release" and plan["result"]["source"] == "rules"
     assert plan["result"]["order"].index("build") < plan["result"]["order"].index("deploy")
 
-    unknown = ask(orchestrator, "DECOMPOSE_TASK", {"description": "x", "kind": "migration"})
+    unknown = ask(agent_service, "DECOMPOSE_TASK", {"description": "x", "kind": "migration"})
     assert unknown["status"] == "error" and "unknown task kind 'migration'" in unknown["error"]
 
-    routed = ask(orchestrator, "ROUTE_REQUEST", {"request_type": "AGGREGATE_RESULTS"})
+    routed = ask(agent_service, "ROUTE_REQUEST", {"request_type": "AGGREGATE_RESULTS"})
     assert routed["status"] == "success", routed
-    assert routed["result"]["agent_id"] == "orchestrator" and routed["result"]["base_url"] == orchestrator.url
+    assert (
+        routed["result"]["agent_id"] == "orchestrator" and routed["result"]["base_url"] == agent_service.url
+    )
 
-    nobody = ask(orchestrator, "ROUTE_REQUEST", {"capabilities": ["teleportation"]})
+    nobody = ask(agent_service, "ROUTE_REQUEST", {"capabilities": ["teleportation"]})
     assert nobody["status"] == "error" and "no live agent offers all of: teleportation" in nobody["error"]
 
     merged = ask(
-        orchestrator,
+        agent_service,
         "AGGREGATE_RESULTS",
         {
             "results": [
@@ -77,7 +66,7 @@ def test_the_four_skills_over_http(orchestrator: ServiceProcess, registry: Servi
     )
     assert merged["result"]["status"] == "partial" and merged["result"]["items"][0]["agent"] == "code-review"
 
-    status = ask(orchestrator, "GET_STATUS", {})
+    status = ask(agent_service, "GET_STATUS", {})
     assert status["result"]["source"] == "self" and status["result"]["llm"] == "none"
     assert status["result"]["requests_handled"] == {
         "AGGREGATE_RESULTS": 1,
@@ -88,12 +77,12 @@ def test_the_four_skills_over_http(orchestrator: ServiceProcess, registry: Servi
     assert status["result"]["registry"]["agent_id"] == "orchestrator"
 
 
-def test_bad_payload_names_the_field(orchestrator: ServiceProcess) -> None:
+def test_bad_payload_names_the_field(agent_service: ServiceProcess) -> None:
     body = {
         "source_agent": "tests",
         "target_agent": "orchestrator",
         "request_type": "DECOMPOSE_TASK",
         "payload": {"kind": "docs"},
     }
-    response = httpx.post(f"{orchestrator.url}/agent-request", headers=AGENT_AUTH, json=body, timeout=30)
+    response = httpx.post(f"{agent_service.url}/agent-request", headers=AGENT_AUTH, json=body, timeout=30)
     assert response.status_code == 422 and "payload.description" in response.text
