@@ -42,9 +42,12 @@ demo: $(SYNCED)
 test: $(SYNCED)
 	@$(RUN) pytest $(PYTEST_ARGS)
 
+# ruff, then the import contracts of .importlinter (layers, independent agents, no cycles):
+# a broken contract names the offending import and fails the target.
 lint: $(SYNCED)
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
+	@$(RUN) lint-imports --no-cache
 
 fmt: $(SYNCED)
 	@$(RUN) ruff check --fix .

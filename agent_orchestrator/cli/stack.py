@@ -14,9 +14,9 @@ from rich.table import Table
 
 from agent_orchestrator.cli.console import apply_migrations, cli_settings, console, err, start_backends
 from agent_orchestrator.stack import PortInUseError, Supervisor, available_services, choose_ports
+from agent_orchestrator.stack.health import BackendHealth, check_postgres, check_redis
 from shared import migrations
 from shared.embedded import embedded_servers
-from shared.health import BackendHealth, check_postgres, check_redis
 
 
 def up(

@@ -35,9 +35,9 @@ from agent_orchestrator.stack import (
     choose_ports,
     export_ports,
 )
+from agent_orchestrator.stack.health import check_postgres, check_redis
 from shared.backends import Backends
 from shared.config import Settings
-from shared.health import check_postgres, check_redis
 from shared.ports import free_port
 
 ENVIRONMENT = "staging"
@@ -193,7 +193,8 @@ def _story(settings: Settings, supervisor: Supervisor, token: str, console: Cons
         stop = _agent_request(infra_url, token, "infrastructure", "STOP", {"environment": ENVIRONMENT})
         down = _get(repo.url + "/")
         console.print(
-            f"infrastructure STOP: {stop.get('result', {}).get('message')}; GET / -> {down or 'refused'}"
+            f"infrastructure STOP: {(stop.get('result') or {}).get('message') or stop.get('error')}; "
+            f"GET / -> {down or 'refused'}"
         )
         steps.append(
             StepResult("stop the app", down is None, f"GET / -> {down or 'connection refused'}", 0.0)

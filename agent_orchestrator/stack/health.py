@@ -1,4 +1,4 @@
-"""Health probes of the backing servers, shared by `devtools doctor`, `demo` and the services' /health."""
+"""Health probes of the backing servers (PostgreSQL, Redis), for `devtools doctor` and the demo."""
 
 from __future__ import annotations
 
