@@ -14,17 +14,21 @@ from shared.agents.registry_client import (
 )
 from shared.agents.runtime import AgentDefinition, Capability, RequestContext, RequestRejected
 from shared.agents.service import AgentService, AgentServiceSettings, run_agent
+from shared.bus import AgentError, PermanentAgentError, RetryableAgentError
 
 __all__ = [
     "AgentDefinition",
+    "AgentError",
     "AgentRegistration",
     "AgentService",
     "AgentServiceSettings",
     "Capability",
+    "PermanentAgentError",
     "RegistryClient",
     "RegistryError",
     "RegistryUnavailable",
     "RequestContext",
     "RequestRejected",
+    "RetryableAgentError",
     "run_agent",
 ]

@@ -26,7 +26,16 @@ from typing import Any, Literal
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
-from shared.bus import ANY_AGENT, AgentRequestEvent, AgentResponseEvent, ResponseStatus
+from shared.bus import (
+    ANY_AGENT,
+    AgentError,
+    AgentRequestEvent,
+    AgentResponseEvent,
+    ErrorClass,
+    ErrorInfo,
+    ResponseStatus,
+    classify,
+)
 from shared.http import validation_fields
 
 log = logging.getLogger(__name__)
@@ -231,6 +240,7 @@ async def execute(
     status = ResponseStatus.SUCCESS
     result: dict[str, Any] | None = None
     error: str | None = None
+    info: ErrorInfo | None = None
     try:
         outcome = await asyncio.wait_for(spec.func(payload, ctx), timeout=max(request.seconds_left(), 0.001))
         if isinstance(outcome, AgentResponseEvent):
@@ -241,14 +251,25 @@ async def execute(
     except TimeoutError:
         outcome_response = None
         status, error = ResponseStatus.TIMEOUT, f"handler ran past the request's {request.timeout_seconds}s"
-    except Exception as exc:  # the caller gets the message; the log gets the traceback
+    except Exception as exc:  # the caller gets the message and its class; the log gets the traceback
         outcome_response = None
-        status, error = ResponseStatus.ERROR, f"{type(exc).__name__}: {exc}"
-        ctx.logger.exception("handler failed", extra={"request_type": request.request_type})
+        status, error, info = ResponseStatus.ERROR, f"{type(exc).__name__}: {exc}", classify(exc)
+        if isinstance(exc, AgentError):  # a failure the handler understood: no traceback needed
+            ctx.logger.warning("handler failed: %s", exc, extra={"request_type": request.request_type})
+        else:
+            ctx.logger.exception("handler failed", extra={"request_type": request.request_type})
     elapsed = time.perf_counter() - started
     AGENT_REQUEST_SECONDS.labels(agent.agent_id, request.request_type).observe(elapsed)
     response = outcome_response or AgentResponseEvent.for_request(
-        request, ctx.agent_id, status, result=result, error=error, processing_time_ms=elapsed * 1000
+        request,
+        ctx.agent_id,
+        status,
+        result=result,
+        error=error,
+        processing_time_ms=elapsed * 1000,
+        error_code=info.code if info else None,
+        error_class=info.error_class if info else None,
+        retry_after_seconds=info.retry_after_seconds if info else None,
     )
     AGENT_REQUESTS.labels(agent.agent_id, request.request_type, ctx.via, response.status.value).inc()
     return response
@@ -260,4 +281,7 @@ def rejection_response(
     """Over the bus there is no HTTP status: an unknown type is `rejected`, a bad payload an `error`."""
     status = ResponseStatus.ERROR if rejected.http_status == 422 else ResponseStatus.REJECTED
     AGENT_REQUESTS.labels(agent_id, request.request_type, via, status.value).inc()
-    return AgentResponseEvent.for_request(request, agent_id, status, error=rejected.message)
+    code = "invalid_input" if rejected.http_status == 422 else "rejected"
+    return AgentResponseEvent.for_request(
+        request, agent_id, status, error=rejected.message, error_code=code, error_class=ErrorClass.PERMANENT
+    )

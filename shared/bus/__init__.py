@@ -1,20 +1,22 @@
 """The event bus: request/response between agents and broadcast events, over Redis Streams.
 
 `EventBus` is the facade every process uses; the event models are the wire contract
-(`docs/EVENT_PROTOCOL.md`). Modules: `events` (models), `keys` (stream names), `connection`
-(Redis client, retries, dead letters), `requests` (waiting for replies), `replies`, `consumer`,
-`execute`, `rejects`, `broadcast`, `batch`, `metrics`.
+(`docs/EVENT_PROTOCOL.md`). Modules: `events` (models), `errors` (agent errors with a class),
+`keys` (stream names), `connection` (Redis client, retries, dead letters), `requests` (waiting for
+replies), `replies`, `consumer`, `execute`, `rejects`, `broadcast`, `batch`, `metrics`.
 """
 
 from shared.bus.broadcast import ALL_RETAINED, NEW_EVENTS, EventHandler, Subscription
 from shared.bus.connection import TRANSIENT_ERRORS, Backoff, BusOptions, BusUnavailable, RetryPolicy
 from shared.bus.consumer import RequestConsumer
+from shared.bus.errors import AgentError, ErrorInfo, PermanentAgentError, RetryableAgentError, classify
 from shared.bus.event_bus import BusStats, EventBus
 from shared.bus.events import (
     ANY_AGENT,
     PRIORITY_ORDER,
     AgentRequestEvent,
     AgentResponseEvent,
+    ErrorClass,
     InterAgentEvent,
     InterAgentEventType,
     RequestPriority,
@@ -33,6 +35,7 @@ __all__ = [
     "PRIORITY_ORDER",
     "REQUEST_GROUP",
     "TRANSIENT_ERRORS",
+    "AgentError",
     "AgentRequestEvent",
     "AgentResponseEvent",
     "Backoff",
@@ -40,18 +43,23 @@ __all__ = [
     "BusOptions",
     "BusStats",
     "BusUnavailable",
+    "ErrorClass",
+    "ErrorInfo",
     "EventBus",
     "EventHandler",
     "InterAgentEvent",
     "InterAgentEventType",
+    "PermanentAgentError",
     "RequestConsumer",
     "RequestHandler",
     "RequestPriority",
     "ResponseStatus",
     "RetryPolicy",
+    "RetryableAgentError",
     "Subscription",
     "agent_target",
     "capability_target",
+    "classify",
     "lanes",
     "new_id",
     "utc_now",

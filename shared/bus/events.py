@@ -48,6 +48,13 @@ class ResponseStatus(StrEnum):
     PARTIAL = "partial"
 
 
+class ErrorClass(StrEnum):
+    """What a failed request's caller should do: try again later, or not at all."""
+
+    RETRYABLE = "retryable"  # timeout, agent gone, transient infrastructure error, rate limit
+    PERMANENT = "permanent"  # invalid input, permission refused, the repository under work is broken
+
+
 class InterAgentEventType(StrEnum):
     TASK_DELEGATED = "task.delegated"
     TASK_COMPLETED = "task_completed"
@@ -128,8 +135,22 @@ class AgentResponseEvent(_WireModel):
     status: ResponseStatus
     result: dict[str, Any] | None = None
     error: str | None = None
+    # Structured error: a stable code (snake_case) and its class, so callers decide on retries
+    # without reading the message; retry_after_seconds honours an agent's rate limit.
+    error_code: str | None = Field(default=None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    error_class: ErrorClass | None = None
+    retry_after_seconds: float | None = Field(default=None, ge=0, le=86400)
     processing_time_ms: float = Field(default=0.0, ge=0)
     created_at: datetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _default_error_class(self) -> Self:
+        # Timeouts and rejections have one meaning whoever produced them.
+        if self.error_class is None and self.status is ResponseStatus.TIMEOUT:
+            self.error_class, self.error_code = ErrorClass.RETRYABLE, self.error_code or "timeout"
+        elif self.error_class is None and self.status is ResponseStatus.REJECTED:
+            self.error_class, self.error_code = ErrorClass.PERMANENT, self.error_code or "rejected"
+        return self
 
     @classmethod
     def for_request(
@@ -140,6 +161,10 @@ class AgentResponseEvent(_WireModel):
         result: dict[str, Any] | None = None,
         error: str | None = None,
         processing_time_ms: float = 0.0,
+        *,
+        error_code: str | None = None,
+        error_class: ErrorClass | None = None,
+        retry_after_seconds: float | None = None,
     ) -> AgentResponseEvent:
         return cls(
             request_id=request.request_id,
@@ -148,6 +173,9 @@ class AgentResponseEvent(_WireModel):
             status=status,
             result=result,
             error=error,
+            error_code=error_code,
+            error_class=error_class,
+            retry_after_seconds=retry_after_seconds,
             processing_time_ms=max(processing_time_ms, 0.0),
         )
 

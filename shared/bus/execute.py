@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shared.bus.errors import classify
 from shared.bus.events import AgentRequestEvent, AgentResponseEvent, ResponseStatus
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,14 @@ async def run_handler(
     except Exception as exc:
         # A handler failure is an answer, not a delivery failure: the request is not retried.
         log.exception("bus: request handler failed", extra={"request_id": request.request_id})
-        return answer(ResponseStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
+        info = classify(exc)
+        return answer(
+            ResponseStatus.ERROR,
+            error=f"{type(exc).__name__}: {exc}",
+            error_code=info.code,
+            error_class=info.error_class,
+            retry_after_seconds=info.retry_after_seconds,
+        )
     if isinstance(outcome, AgentResponseEvent):
         # Whatever the handler filled in, the answer must reach this request's requester.
         return outcome.model_copy(

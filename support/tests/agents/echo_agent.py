@@ -1,6 +1,7 @@
 """A test agent built with the runtime, run as a real process: `python -m support.tests.agents.echo_agent`.
 
-ECHO answers with its payload; FAIL raises; WAIT blocks until the test releases it through Redis
+ECHO answers with its payload; FAIL raises (`kind`: a crash, or a permanent or retryable
+AgentError with a code and a Retry-After); WAIT blocks until the test releases it through Redis
 (so a test can hold a request in flight, then SIGTERM or kill the process).
 """
 
@@ -11,7 +12,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
-from shared.agents import AgentDefinition, Capability, RequestContext, run_agent
+from shared.agents import (
+    AgentDefinition,
+    Capability,
+    PermanentAgentError,
+    RequestContext,
+    RetryableAgentError,
+    run_agent,
+)
 
 agent = AgentDefinition(
     agent_id="echo",
@@ -39,7 +47,12 @@ async def echo(payload: EchoPayload, ctx: RequestContext) -> dict[str, Any]:
 
 @agent.handler("FAIL")
 async def fail(payload: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-    raise RuntimeError(f"asked to fail: {payload.get('reason', 'no reason')}")
+    message = f"asked to fail: {payload.get('reason', 'no reason')}"
+    if payload.get("kind") == "permanent":
+        raise PermanentAgentError(message, code="broken_repository")
+    if payload.get("kind") == "retryable":
+        raise RetryableAgentError(message, code="rate_limited", retry_after_seconds=7)
+    raise RuntimeError(message)
 
 
 def _keys(ctx: RequestContext, gate: str) -> tuple[str, str]:

@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
 
-from shared.bus import AgentRequestEvent, EventBus, ResponseStatus
+from shared.bus import AgentRequestEvent, AgentResponseEvent, ErrorClass, EventBus, ResponseStatus
 from support.tests.agents.processes import (
     AGENT_AUTH,
     ServiceProcess,
@@ -82,6 +83,10 @@ def test_http_errors_are_4xx_or_error_responses(echo: ServiceProcess) -> None:
     )
     assert failed.status_code == 200
     assert failed.json()["status"] == "error" and "on purpose" in failed.json()["error"]
+    over_http = httpx.post(
+        f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("FAIL", {"kind": "permanent"})
+    ).json()
+    assert (over_http["error_code"], over_http["error_class"]) == ("broken_repository", "permanent")
     wrong_target = httpx.post(
         f"{echo.url}/agent-request",
         headers=AGENT_AUTH,
@@ -111,6 +116,35 @@ async def test_bus_requests(echo: ServiceProcess, redis_url: str, module_prefix:
         assert bad.status == ResponseStatus.ERROR and "payload.text" in (bad.error or "")
         failed = await bus.request_agent(AgentRequestEvent(**request("FAIL", {"reason": "bus"})), timeout=20)
         assert failed.status == ResponseStatus.ERROR and "asked to fail: bus" in (failed.error or "")
+
+
+async def test_errors_carry_a_code_and_a_class(
+    echo: ServiceProcess, redis_url: str, module_prefix: str
+) -> None:
+    """Callers decide on retries from the structured error, over the bus and over HTTP alike."""
+    async with EventBus(redis_url, module_prefix, agent_id="tests") as bus:
+
+        async def ask(request_type: str, payload: dict[str, Any]) -> AgentResponseEvent:
+            return await bus.request_agent(AgentRequestEvent(**request(request_type, payload)), timeout=20)
+
+        crash = await ask("FAIL", {"reason": "bug"})
+        permanent = await ask("FAIL", {"kind": "permanent"})
+        retryable = await ask("FAIL", {"kind": "retryable"})
+        unknown = await ask("NOPE", {})
+        bad = await ask("ECHO", {"text": ""})
+    got = {
+        name: (r.status, r.error_code, r.error_class, r.retry_after_seconds)
+        for name, r in dict(
+            crash=crash, permanent=permanent, retryable=retryable, unknown=unknown, bad=bad
+        ).items()
+    }
+    assert got == {
+        "crash": (ResponseStatus.ERROR, "internal", ErrorClass.RETRYABLE, None),
+        "permanent": (ResponseStatus.ERROR, "broken_repository", ErrorClass.PERMANENT, None),
+        "retryable": (ResponseStatus.ERROR, "rate_limited", ErrorClass.RETRYABLE, 7),
+        "unknown": (ResponseStatus.REJECTED, "rejected", ErrorClass.PERMANENT, None),
+        "bad": (ResponseStatus.ERROR, "invalid_input", ErrorClass.PERMANENT, None),
+    }
 
 
 async def test_busy_while_full(
