@@ -21,15 +21,15 @@ from langchain_core.language_models import BaseChatModel
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.cicd.artifacts import ArtifactStore, StoredArtifact
-from services.cicd.diagnosis import diagnose
 from services.cicd.errors import CicdError, NoBuildCommandError
 from services.cicd.metrics import ARTIFACTS_STORED, BUILDS
 from services.cicd.pipeline import REF_PATTERN
-from services.cicd.process import clean_environment, interpreter_for, log_tail, run_command
-from services.cicd.project_config import ProjectConfig, has_python_build_config, load_project_config
+from shared.artifacts import ArtifactStore, StoredArtifact
+from shared.diagnosis import diagnose
 from shared.git import GitError, ensure_repository, resolve_ref, run_git, worktree
 from shared.llm import Prose
+from shared.process import clean_environment, interpreter_for, log_tail, run_command
+from shared.project import ProjectConfig, has_python_build_config, load_project_config
 
 log = logging.getLogger(__name__)
 

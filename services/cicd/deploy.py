@@ -15,11 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.cicd.artifacts import ArtifactManifest, ArtifactStore
 from services.cicd.errors import DeployHandoffError, NoInfrastructureAgentError
-from services.infrastructure.env_state import ENVIRONMENT_PATTERN
-from services.infrastructure.models import DeployResult, DeployServicePayload
+from services.infrastructure.contract import ENVIRONMENT_PATTERN, DeployResult, DeployServicePayload
 from shared.agents import RegistryClient, RegistryError
+from shared.artifacts import ArtifactManifest, ArtifactStore
 from shared.bus import ANY_AGENT, AgentRequestEvent, BusUnavailable, RequestPriority, ResponseStatus
 
 log = logging.getLogger(__name__)

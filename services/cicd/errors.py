@@ -19,10 +19,6 @@ class BuildFailedError(CicdError):
     """Raised only where a caller needs an exception; VALIDATE_BUILD itself reports failure in its result."""
 
 
-class ArtifactNotFoundError(CicdError):
-    """No stored artifact has the given sha256."""
-
-
 class DeployHandoffError(CicdError):
     """The infrastructure agent could not be reached or refused the deploy of an artifact."""
 

@@ -12,14 +12,14 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.cicd.diagnosis import diagnose
 from services.cicd.errors import CicdError, NoTestCommandError
 from services.cicd.metrics import PIPELINE_DURATION, PIPELINE_RUNS
-from services.cicd.process import clean_environment, interpreter_for, log_tail, run_command
-from services.cicd.project_config import ProjectConfig, is_python_project, load_project_config
 from services.cicd.test_results import TestCounts, counts_from_junit, counts_from_summary
+from shared.diagnosis import diagnose
 from shared.git import GitError, ensure_repository, resolve_ref, worktree
 from shared.llm import Prose
+from shared.process import clean_environment, interpreter_for, log_tail, run_command
+from shared.project import ProjectConfig, is_python_project, load_project_config
 
 log = logging.getLogger(__name__)
 

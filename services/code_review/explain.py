@@ -7,16 +7,16 @@ from pathlib import Path, PurePosixPath
 from langchain_core.language_models import BaseChatModel
 
 from services.code_review.models import ExplainCodePayload, ExplainCodeResult, ReviewError
-from services.code_review.outline import (
+from services.code_review.review import open_repository, resolve
+from shared.git import file_at
+from shared.llm import optional_prose
+from shared.outline import (
     ClassOutline,
     FunctionOutline,
     ModuleOutline,
     find_symbol,
     outline_module,
 )
-from services.code_review.review import open_repository, resolve
-from shared.git import file_at
-from shared.llm import optional_prose
 
 EXPLAIN_INSTRUCTIONS = (
     "Explain this Python code to a developer new to the codebase: its purpose, how it works, "

@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.code_review.outline import ClassOutline, FunctionOutline, ModuleOutline
+from shared.outline import ClassOutline, FunctionOutline, ModuleOutline
 
 Severity = Literal["error", "warning", "info"]
 Verdict = Literal["approve", "comment", "request_changes"]

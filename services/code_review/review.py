@@ -12,12 +12,12 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel
 from prometheus_client import Counter, Histogram
 
-from services.code_review.complexity import function_complexities
 from services.code_review.file_checks import file_findings, missing_tests_findings
 from services.code_review.lint import ruff_findings
 from services.code_review.models import Finding, ReviewCodePayload, ReviewError, ReviewResult, ReviewStats
 from services.code_review.secrets_scan import scan_added_lines
 from services.code_review.verdict import decide, sort_findings
+from shared.complexity import function_complexities
 from shared.git import (
     ChangedFile,
     GitError,

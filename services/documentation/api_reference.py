@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.code_review.outline import ClassOutline, FunctionOutline, ModuleOutline, outline_module
 from services.documentation.models import ClassDoc, DocsError, FunctionDoc, ModuleDoc
 from services.documentation.sources import package_modules, python_packages, relative_posix
+from shared.outline import ClassOutline, FunctionOutline, ModuleOutline, outline_module
 
 # Dunder methods that are part of how a class is used, so they belong in its reference.
 _PUBLIC_DUNDERS = {"__init__", "__call__"}

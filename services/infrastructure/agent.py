@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from services.infrastructure import skills
+from services.infrastructure.contract import DeployResult, DeployServicePayload, HealthReport
 from services.infrastructure.fencing import EnvironmentLocks
 from services.infrastructure.models import (
-    DeployResult,
-    DeployServicePayload,
     HealthCheckPayload,
-    HealthReport,
     RestartServicePayload,
     RollbackPayload,
     RollbackResult,

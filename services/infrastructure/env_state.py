@@ -23,10 +23,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from services.infrastructure.contract import RELEASE_PATTERN
 from services.infrastructure.errors import EnvironmentBusyError, ReleaseNotFoundError, StaleFencingTokenError
 
-ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-RELEASE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _RELEASE = re.compile(RELEASE_PATTERN)
 LOCK_WAIT_SECONDS = 300.0
 

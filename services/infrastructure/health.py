@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from services.cicd.process import log_tail
+from shared.process import log_tail
 
 _ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback|Exception|panic)\b", re.IGNORECASE)
 PROBE_TIMEOUT_SECONDS = 2.0

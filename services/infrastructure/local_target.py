@@ -14,9 +14,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.cicd.process import clean_environment
-from services.cicd.project_config import ProjectConfigError, load_project_config
 from services.infrastructure import env_file
+from services.infrastructure.contract import DeployResult, DeployServicePayload, HealthReport
+from services.infrastructure.deploy_target import DeployTarget, TokenCheck
 from services.infrastructure.env_state import EnvironmentDir, EnvironmentState, ReleaseInfo
 from services.infrastructure.errors import (
     DeployConfigError,
@@ -27,10 +27,7 @@ from services.infrastructure.errors import (
 from services.infrastructure.health import app_url, probe_http, recent_error_lines, wait_until_healthy
 from services.infrastructure.metrics import DEPLOY_DURATION, DEPLOYS, ROLLBACKS, STALE_TOKENS
 from services.infrastructure.models import (
-    DeployResult,
-    DeployServicePayload,
     HealthCheckPayload,
-    HealthReport,
     RestartServicePayload,
     RollbackPayload,
     RollbackResult,
@@ -47,7 +44,8 @@ from services.infrastructure.supervisor import (
     stop_app,
     supervisor_status,
 )
-from services.infrastructure.targets import DeployTarget, TokenCheck
+from shared.process import clean_environment
+from shared.project import ProjectConfigError, load_project_config
 
 log = logging.getLogger(__name__)
 

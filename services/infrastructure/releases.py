@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
-from services.cicd.artifacts import ArtifactStore
-from services.cicd.errors import ArtifactNotFoundError
 from services.infrastructure.errors import InfrastructureError
+from shared.artifacts import ArtifactNotFoundError, ArtifactStore
 from shared.git import GitError, ensure_repository, resolve_ref, run_git
 
 

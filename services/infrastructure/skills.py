@@ -10,13 +10,11 @@ from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
-from services.cicd.diagnosis import diagnose
+from services.infrastructure.contract import DeployResult, DeployServicePayload, HealthReport
+from services.infrastructure.deploy_target import TokenCheck
 from services.infrastructure.metrics import HEALTH_CHECKS
 from services.infrastructure.models import (
-    DeployResult,
-    DeployServicePayload,
     HealthCheckPayload,
-    HealthReport,
     RestartServicePayload,
     RollbackPayload,
     RollbackResult,
@@ -25,7 +23,8 @@ from services.infrastructure.models import (
     UpdateConfigPayload,
     UpdateConfigResult,
 )
-from services.infrastructure.targets import TokenCheck, get_target
+from services.infrastructure.targets import get_target
+from shared.diagnosis import diagnose
 
 
 def _with_diagnosis(report: HealthReport, chat_model: BaseChatModel | None) -> HealthReport:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import psutil
 
-from services.cicd.process import kill_process_group, process_group_alive
 from services.infrastructure.env_state import RunningProcess
 from shared.ports import port_is_free
+from shared.process import kill_process_group, process_group_alive
 
 STOP_GRACE_SECONDS = 5.0
 KEEPER = Path(__file__).with_name("keeper.py")

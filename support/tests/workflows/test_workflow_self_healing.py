@@ -16,9 +16,9 @@ import pytest
 
 from agent_orchestrator.api.client import OrchestratorClient
 from agent_orchestrator.demo.sample_repo import SampleRepo, create_sample_repo
-from services.cicd.process import process_group_alive
 from shared.bus import EventBus, InterAgentEvent
 from shared.config import load_settings
+from shared.process import process_group_alive
 from support.tests.agents.processes import free_port, wait_until
 from support.tests.workflows.flagship_platform import Platform, running_platform
 from support.tests.workflows.flaky_app import GREETING, commit_flaky_app

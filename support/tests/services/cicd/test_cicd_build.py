@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from services.cicd.build import ValidateBuildPayload, validate_build
 from services.cicd.deploy import DeployArtifactPayload, prepare_deploy
-from services.cicd.errors import ArtifactNotFoundError, NoBuildCommandError
+from services.cicd.errors import NoBuildCommandError
 from services.infrastructure.env_state import EnvironmentDir
 from services.infrastructure.skills import deploy_service
+from shared.artifacts import ArtifactNotFoundError
 from support.tests.gitrepo import GitRepo
 
 pytestmark = pytest.mark.integration

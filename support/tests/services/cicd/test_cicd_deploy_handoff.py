@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.cicd.artifacts import ArtifactStore
 from services.cicd.deploy import DeployArtifactPayload, dispatch_deploy, prepare_deploy
 from services.cicd.errors import NoInfrastructureAgentError
+from shared.artifacts import ArtifactStore
 from shared.bus import EventBus
 from support.tests.agents.processes import (
     AGENT_AUTH,

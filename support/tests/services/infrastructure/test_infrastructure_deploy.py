@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from services.cicd.process import process_group_alive
+from services.infrastructure.contract import DeployServicePayload
 from services.infrastructure.env_state import EnvironmentDir
 from services.infrastructure.errors import (
     DeployConfigError,
@@ -23,7 +23,6 @@ from services.infrastructure.errors import (
     UnknownTargetError,
 )
 from services.infrastructure.models import (
-    DeployServicePayload,
     HealthCheckPayload,
     RestartServicePayload,
     RollbackPayload,
@@ -38,6 +37,7 @@ from services.infrastructure.skills import (
     stop_service,
     update_config,
 )
+from shared.process import process_group_alive
 from support.tests.agents.processes import wait_until
 from support.tests.gitrepo import GitRepo
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 
+from services.infrastructure.contract import DeployServicePayload
 from services.infrastructure.env_state import EnvironmentDir
-from services.infrastructure.models import DeployServicePayload, HealthCheckPayload
+from services.infrastructure.models import HealthCheckPayload
 from services.infrastructure.skills import deploy_service, health_check
 from support.tests.gitrepo import GitRepo
 from support.tests.services.infrastructure import test_infrastructure_deploy as apps

@@ -10,8 +10,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from services.infrastructure.contract import HealthReport
 from services.infrastructure.env_state import EnvironmentDir
-from services.infrastructure.models import HealthCheckPayload, HealthReport, StopServicePayload
+from services.infrastructure.models import HealthCheckPayload, StopServicePayload
 from services.infrastructure.skills import health_check, stop_service
 from services.infrastructure.supervisor import supervisor_status
 from shared.ports import port_is_free

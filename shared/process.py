@@ -2,6 +2,8 @@
 
 The command is a user's shell command line, so it may start children (a test runner's
 workers, a dev server). On timeout the whole process group is killed, never just the shell.
+cicd runs test and build commands with it; infrastructure uses the environment, process-group
+and log helpers for the apps it deploys.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 The blob's name is the sha256 of its bytes, so identical content is stored once however
 often it is built. The manifest records where the bytes first came from (repo, ref, commit,
 file name); later builds of the same bytes only add themselves to its `builds` list.
+cicd's VALIDATE_BUILD writes it; cicd's DEPLOY_ARTIFACT and infrastructure's artifact deploys read it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from services.cicd.errors import ArtifactNotFoundError
-
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+
+
+class ArtifactNotFoundError(ValueError):
+    """No stored artifact has the given sha256."""
 
 
 class ArtifactBuild(BaseModel):

@@ -13,7 +13,7 @@ import tokenize
 
 from pydantic import BaseModel, Field
 
-from services.code_review.complexity import cyclomatic_complexity
+from shared.complexity import cyclomatic_complexity
 
 _OPENERS = {"(", "[", "{"}
 _CLOSERS = {")", "]", "}"}
