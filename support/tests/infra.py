@@ -103,6 +103,17 @@ def ensure_template(server_url: str) -> str:
 
 def create_database(server_url: str, template: str | None) -> str:
     name = f"{TEST_DB_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        _create(server_url, name, template)
+    except psycopg.errors.InvalidCatalogName:
+        # Another test session with a different migration set (a checkout being edited) dropped
+        # this set's template as "older": build it again rather than fail the test.
+        assert template is not None
+        _create(server_url, name, ensure_template(server_url))
+    return with_database(server_url, name)
+
+
+def _create(server_url: str, name: str, template: str | None) -> None:
     with _admin(server_url) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (TEMPLATE_LOCK_KEY,))
         try:
@@ -110,7 +121,6 @@ def create_database(server_url: str, template: str | None) -> str:
             conn.execute(f'CREATE DATABASE "{name}"{template_clause}')
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (TEMPLATE_LOCK_KEY,))
-    return with_database(server_url, name)
 
 
 def drop_database(server_url: str, database_url: str) -> None:
