@@ -19,6 +19,8 @@ PACKAGES = [
     "shared.agents",
     "agent_orchestrator.stack",
     "agent_orchestrator.cli",
+    "agent_orchestrator.tickets",
+    "agent_orchestrator.tasks",
 ]
 
 

@@ -1,0 +1,342 @@
+"""Load and validate a phase file (`config/phases/<name>.yaml`) into a `PhaseMachine`.
+
+Everything a ticket will rely on is checked at load, so a bad file fails when it is read, with
+the file, the key path inside it (`phases[2].tasks[1].depends_on`) and the reason, never halfway
+through a ticket: unknown keys, bounds, undeclared phases in `next` / `from_any_open`, terminal
+phases with transitions or tasks, unreachable phases, task keys used twice, dependencies on
+unknown tasks, dependency cycles (named: a -> b -> a), and placeholders that can never resolve
+(an unknown namespace or field, or `{context.X}` where X is no task of an earlier phase).
+
+The schema is described at the top of config/phases/default.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent_orchestrator.tickets.errors import PhaseFileError, TicketArgumentError, VariableError
+from agent_orchestrator.tickets.machine import Phase, PhaseMachine, TaskTemplate
+from agent_orchestrator.tickets.models import PHASE_FILE_PATTERN, PHASE_NAME_PATTERN, TicketStatus
+from agent_orchestrator.tickets.variables import parse_template, placeholder_problem, walk_strings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PHASES_DIR = REPO_ROOT / "config" / "phases"
+TASK_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
+
+Name = Annotated[str, Field(pattern=PHASE_NAME_PATTERN)]
+
+
+class _TaskFile(BaseModel):
+    # strict: a quoted "3" is not a number and `yes` is not a string; what the file says is what runs.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: str = Field(pattern=TASK_KEY_PATTERN)
+    title: str = Field("", max_length=300)
+    capability: str = Field(pattern=r"^[a-z][a-z0-9_]{0,49}$")
+    request_type: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,49}$")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list, max_length=50)
+    priority: int = Field(0, ge=-1000, le=1000)
+    # The tasks layer's bounds (agent_orchestrator.tasks.TaskSpec): a file that loads renders valid tasks.
+    timeout_seconds: float = Field(600.0, ge=1, le=86400)
+    max_attempts: int = Field(3, ge=1, le=20)
+    locks: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list, max_length=5
+    )
+
+
+class _PhaseFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Name
+    description: str = Field("", max_length=2000)
+    status: Literal["open", "blocked", "done", "cancelled"] = "open"
+    next: list[Name] = Field(default_factory=list, max_length=50)
+    return_to_previous: bool = False
+    tasks: list[_TaskFile] = Field(default_factory=list, max_length=50)
+
+
+class _MachineFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    description: str = Field("", max_length=2000)
+    from_any_open: list[Name] = Field(default_factory=list, max_length=50)
+    phases: list[_PhaseFile] = Field(min_length=1, max_length=50)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a phase file refuses them instead."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _key_path(loc: Sequence[int | str]) -> str:
+    text = ""
+    for item in loc:
+        text += f"[{item}]" if isinstance(item, int) else (f".{item}" if text else str(item))
+    return text or "(top level)"
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The schema model that describes the mapping at `loc` (to list its allowed keys)."""
+    current: Any = _MachineFile
+    for item in loc:
+        if isinstance(item, int):
+            args = get_args(current)
+            current = args[0] if args else None
+        elif isinstance(current, type) and issubclass(current, BaseModel) and item in current.model_fields:
+            current = current.model_fields[item].annotation
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _structure_error(file: str, exc: ValidationError) -> PhaseFileError:
+    error = exc.errors()[0]
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = f" (allowed: {', '.join(model.model_fields)})" if model else ""
+        return PhaseFileError(file, _key_path(loc), f"unknown key {loc[-1]!r}{allowed}")
+    if error["type"] == "missing":
+        return PhaseFileError(file, _key_path(loc), "missing required key")
+    return PhaseFileError(file, _key_path(loc), error["msg"])
+
+
+def _dependency_cycle(tasks: Sequence[_TaskFile]) -> tuple[int, list[str]] | None:
+    """(index of the task where a cycle was found, the cycle a -> ... -> a), or None."""
+    depends = {t.key: t.depends_on for t in tasks}
+    state: dict[str, str] = {}  # "active" while on the DFS stack, "done" after
+
+    def visit(key: str, stack: list[str]) -> list[str] | None:
+        state[key] = "active"
+        stack.append(key)
+        for dep in depends[key]:
+            if state.get(dep) == "active":
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (cycle := visit(dep, stack)):
+                return cycle
+        stack.pop()
+        state[key] = "done"
+        return None
+
+    for index, task in enumerate(tasks):
+        if task.key not in state and (cycle := visit(task.key, [])):
+            return index, cycle
+    return None
+
+
+class _Checker:
+    """The checks a valid structure still has to pass; each failure names its key path."""
+
+    def __init__(self, file: str, spec: _MachineFile) -> None:
+        self.file, self.spec = file, spec
+        self.names = [p.name for p in spec.phases]
+
+    def fail(self, key: str, reason: str) -> PhaseFileError:
+        return PhaseFileError(self.file, key, reason)
+
+    def declared(self, name: str, key: str) -> None:
+        if name not in self.names:
+            raise self.fail(key, f"undeclared phase {name!r} (declared: {', '.join(self.names)})")
+
+    def run(self) -> None:
+        self.phases()
+        for i, name in enumerate(self.spec.from_any_open):
+            self.declared(name, f"from_any_open[{i}]")
+        self.tasks()
+        self.reachability()
+
+    def phases(self) -> None:
+        spec = self.spec
+        for i, phase in enumerate(spec.phases):
+            if phase.name in self.names[:i]:
+                raise self.fail(f"phases[{i}].name", f"phase {phase.name!r} is declared twice")
+            for j, target in enumerate(phase.next):
+                self.declared(target, f"phases[{i}].next[{j}]")
+                if target == phase.name:
+                    raise self.fail(f"phases[{i}].next[{j}]", "a phase cannot transition to itself")
+            if phase.status in ("done", "cancelled"):
+                for key, value in (("next", phase.next), ("tasks", phase.tasks)):
+                    if value:
+                        raise self.fail(
+                            f"phases[{i}].{key}", f"a terminal phase (status {phase.status}) has no {key}"
+                        )
+                if phase.return_to_previous:
+                    raise self.fail(f"phases[{i}].return_to_previous", "a terminal phase cannot be left")
+        if spec.phases[0].status != "open":
+            raise self.fail(
+                "phases[0].status", "the first phase is where tickets start: its status must be open"
+            )
+        if not any(p.status in ("done", "cancelled") for p in spec.phases):
+            raise self.fail(
+                "phases", "no terminal phase (status done or cancelled): tickets could never close"
+            )
+
+    def tasks(self) -> None:
+        owner: dict[str, str] = {}  # task key -> key path of its declaration
+        for i, phase in enumerate(self.spec.phases):
+            keys = [t.key for t in phase.tasks]
+            for j, task in enumerate(phase.tasks):
+                if task.key in owner:
+                    raise self.fail(
+                        f"phases[{i}].tasks[{j}].key",
+                        f"task key {task.key!r} is already used by {owner[task.key]}: the context keeps one "
+                        "result per key, so keys are unique in the file",
+                    )
+                owner[task.key] = f"phases[{i}].tasks[{j}]"
+                for k, dep in enumerate(task.depends_on):
+                    if dep not in keys:
+                        raise self.fail(
+                            f"phases[{i}].tasks[{j}].depends_on[{k}]",
+                            f"unknown task {dep!r} (tasks of {phase.name}: {', '.join(keys)})",
+                        )
+            if cycle := _dependency_cycle(phase.tasks):
+                j, path = cycle
+                raise self.fail(
+                    f"phases[{i}].tasks[{j}].depends_on", f"dependency cycle: {' -> '.join(path)}"
+                )
+            for j, task in enumerate(phase.tasks):
+                self.placeholders(i, j, task)
+
+    def placeholders(self, i: int, j: int, task: _TaskFile) -> None:
+        phases = self.spec.phases
+        earlier = {t.key for p in phases[:i] for t in p.tasks}
+        phase_of = {t.key: p.name for p in phases[i:] for t in p.tasks}  # for a hint on a misplaced key
+        base = f"phases[{i}].tasks[{j}]"
+        values = {"title": task.title, "payload": task.payload, "locks": task.locks}
+        for where, text in walk_strings(values, ""):
+            key = f"{base}.{where}"
+            try:
+                parts = parse_template(text)
+            except VariableError as exc:
+                raise self.fail(key, exc.reason) from None
+            for part in parts:
+                if isinstance(part, str):
+                    continue
+                problem = placeholder_problem(part, earlier)
+                owner = phase_of.get(part.path[1]) if len(part.path) > 1 else None
+                if problem and part.namespace == "context" and owner:
+                    where_from = "this phase" if owner == phases[i].name else f"the later phase {owner}"
+                    problem += (
+                        f"; {part.path[1]!r} is a task of {where_from}: its result is not in the context yet"
+                    )
+                if problem:
+                    raise self.fail(key, problem)
+
+    def reachability(self) -> None:
+        spec = self.spec
+        by_name = {p.name: p for p in spec.phases}
+        seen, todo = {self.names[0]}, [self.names[0]]
+        while todo:
+            phase = by_name[todo.pop()]
+            if phase.status in ("done", "cancelled"):
+                continue
+            for target in (*phase.next, *spec.from_any_open):
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for i, name in enumerate(self.names):
+            if name not in seen:
+                raise self.fail(f"phases[{i}].name", f"phase {name!r} is unreachable from {self.names[0]}")
+
+
+def _build(name: str, file: str, spec: _MachineFile) -> PhaseMachine:
+    phases = tuple(
+        Phase(
+            name=p.name,
+            status=TicketStatus(p.status),
+            description=p.description,
+            next=tuple(p.next),
+            return_to_previous=p.return_to_previous,
+            tasks=tuple(
+                TaskTemplate(
+                    key=t.key,
+                    title=t.title or t.key,
+                    capability=t.capability,
+                    request_type=t.request_type,
+                    payload=t.payload,
+                    depends_on=tuple(t.depends_on),
+                    priority=t.priority,
+                    timeout_seconds=float(t.timeout_seconds),
+                    max_attempts=t.max_attempts,
+                    locks=tuple(t.locks),
+                )
+                for t in p.tasks
+            ),
+        )
+        for p in spec.phases
+    )
+    return PhaseMachine(
+        name=name,
+        file=file,
+        phases=phases,
+        from_any_open=tuple(spec.from_any_open),
+        description=spec.description,
+    )
+
+
+def load_phase_file(path: Path) -> PhaseMachine:
+    """Read and validate one phase file; PhaseFileError(file, key, reason) when it is unusable."""
+    file = _display(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except OSError as exc:
+        raise PhaseFileError(file, "(file)", f"cannot be read: {exc.strerror or exc}") from None
+    except _DuplicateKey as exc:
+        raise PhaseFileError(file, f"{exc.key} (line {exc.line})", "duplicate key") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"(line {mark.line + 1}, column {mark.column + 1})" if mark else "(yaml)"
+        raise PhaseFileError(file, where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise PhaseFileError(file, "(top level)", "must be a mapping with at least `phases:`")
+    try:
+        spec = _MachineFile.model_validate(data)
+    except ValidationError as exc:
+        raise _structure_error(file, exc) from None
+    _Checker(file, spec).run()
+    return _build(path.stem, file, spec)
+
+
+def phase_file_names(directory: Path = PHASES_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_phase_machine(name: str = "default", directory: Path = PHASES_DIR) -> PhaseMachine:
+    """The machine of `<directory>/<name>.yaml`; TicketArgumentError('phase_file') for an unknown name."""
+    if not re.fullmatch(PHASE_FILE_PATTERN, name):
+        raise TicketArgumentError("phase_file", f"{name!r} is not a phase file name ([a-z0-9][a-z0-9_-]*)")
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(phase_file_names(directory)) or "none"
+        raise TicketArgumentError(
+            "phase_file", f"no phase file {name}.yaml in {_display(directory)} (known: {known})"
+        )
+    return load_phase_file(path)
