@@ -1,7 +1,8 @@
 """Run a repository's own command: its own process group, a clean environment, a timeout, a log file.
 
 The command is a user's shell command line, so it may start children (a test runner's
-workers, a dev server). On timeout the whole process group is killed, never just the shell.
+workers, a dev server). On timeout, or when the current cancel token is set (the agent's task was
+cancelled or timed out: `shared.cancellation`), the whole process group is killed, never just the shell.
 cicd runs test and build commands with it; infrastructure uses the environment, process-group
 and log helpers for the apps it deploys.
 """
@@ -17,7 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.cancellation import WorkCancelled, current_token
+
 TERMINATE_GRACE_SECONDS = 3.0
+# How often a running command checks its cancel token.
+CANCEL_POLL_SECONDS = 0.1
 # Our own settings and a parent pytest's bookkeeping must not leak into the user's command.
 _DROPPED_PREFIXES = ("DEVTOOLS_",)
 _DROPPED_NAMES = {"PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_VERSION"}
@@ -112,18 +117,39 @@ def run_command(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        try:
-            exit_code: int | None = process.wait(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            kill_process_group(process.pid)
-            process.wait()
-            exit_code, timed_out = None, True
+        token = current_token()
+        deadline = started + timeout
+        exit_code: int | None = None
+        timed_out = cancelled = False
+        while True:
+            # Without a token one wait to the deadline; with one, short waits that watch it.
+            slice_ = (
+                deadline - time.monotonic()
+                if token is None
+                else min(CANCEL_POLL_SECONDS, deadline - time.monotonic())
+            )
+            try:
+                exit_code = process.wait(timeout=max(slice_, 0))
+                break
+            except subprocess.TimeoutExpired:
+                if token is not None and token.cancelled:
+                    cancelled = True
+                elif time.monotonic() < deadline:
+                    continue
+                else:
+                    timed_out = True
+                kill_process_group(process.pid)
+                process.wait()
+                break
         # Children left behind by a finished command (a forgotten background server) go too.
         if process_group_alive(process.pid):
             kill_process_group(process.pid)
         if timed_out:
             log.write(f"\n[devtools] killed after {timeout:g}s timeout\n".encode())
+        if cancelled:
+            log.write(f"\n[devtools] killed: {token.reason if token else 'cancelled'}\n".encode())
+    if cancelled:
+        raise WorkCancelled(f"command killed: {token.reason if token else 'cancelled'}")
     return CommandOutcome(exit_code, timed_out, time.monotonic() - started, log_path)
 
 

@@ -17,14 +17,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Request
 from prometheus_client import Gauge
+from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.agents.registry_client import AgentRegistration, RegistryClient, RegistryError
 from shared.agents.runtime import (
     AgentDefinition,
+    HandlerSpec,
     RequestContext,
     RequestRejected,
     SharedCapacity,
@@ -34,8 +37,11 @@ from shared.agents.runtime import (
     parse_payload,
     rejection_response,
 )
-from shared.bus import AgentRequestEvent, AgentResponseEvent
+from shared.agents.task_lease import TaskLease, TaskRef, run_leased
+from shared.bus import AgentRequestEvent, AgentResponseEvent, ErrorClass, ResponseStatus
+from shared.cancellation import CancelToken, cancel_scope
 from shared.config import Settings, SettingsError, load_settings
+from shared.db import open_pool
 from shared.http import create_service_app, require_platform_caller, serve
 
 log = logging.getLogger(__name__)
@@ -82,6 +88,9 @@ class AgentService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._register_task: asyncio.Task[None] | None = None
+        # Opened on the first dispatched task: renews task leases (see task_lease.py).
+        self._task_pool: AsyncConnectionPool | None = None
+        self._task_pool_lock = asyncio.Lock()
         self.app = self._build_app()
 
     # -- load and status -----------------------------------------------------------------------
@@ -199,12 +208,65 @@ class AgentService:
             await hook(self.services)
         if self.bus is not None:
             await self.bus.close()
+        if self._task_pool is not None:
+            await self._task_pool.close()
         log.info("agent stopped", extra={"agent_id": self.registry_id})
 
     # -- requests ------------------------------------------------------------------------------
 
     def _context(self, request: AgentRequestEvent, via: Via) -> RequestContext:
         return RequestContext(request=request, agent_id=self.agent.agent_id, via=via, services=self.services)
+
+    async def _execute(
+        self, spec: HandlerSpec, payload: Any, request: AgentRequestEvent, via: Via
+    ) -> AgentResponseEvent:
+        """Run the handler in its own cancel scope; a dispatched task's work runs under its lease."""
+        ctx = self._context(request, via)
+        token = CancelToken()
+        with cancel_scope(token):
+            task = TaskRef.from_metadata(request.metadata)
+            if task is None or not self.settings.database_url:
+                return await execute(self.agent, spec, payload, ctx)
+            try:
+                lease = TaskLease(await self._tasks_pool(), task, self.registry_id)
+                holds = await lease.start()
+            except psycopg.OperationalError as exc:
+                return self._task_error(
+                    request, f"database unreachable: {exc}", "unavailable", ErrorClass.RETRYABLE
+                )
+            if not holds:
+                return self._task_error(
+                    request, f"task {task.task_id} attempt {task.attempt} is not held", "task_not_held",
+                    ErrorClass.PERMANENT,
+                )  # fmt: skip
+            response, lost = await run_leased(lease, token, lambda: execute(self.agent, spec, payload, ctx))
+            if lost is not None:
+                return self._task_error(request, lost, "cancelled", ErrorClass.PERMANENT)
+            return response  # type: ignore[no-any-return]
+
+    def _task_error(
+        self, request: AgentRequestEvent, error: str, code: str, error_class: ErrorClass
+    ) -> AgentResponseEvent:
+        return AgentResponseEvent.for_request(
+            request,
+            self.agent.agent_id,
+            ResponseStatus.ERROR,
+            error=error,
+            error_code=code,
+            error_class=error_class,
+        )
+
+    async def _tasks_pool(self) -> AsyncConnectionPool:
+        async with self._task_pool_lock:
+            if self._task_pool is None:
+                assert self.settings.database_url
+                self._task_pool = await open_pool(
+                    self.settings.database_url,
+                    min_size=0,
+                    max_size=2,
+                    name=f"devtools-{self.registry_id}-tasks",
+                )
+            return self._task_pool
 
     async def _handle_bus_request(self, request: AgentRequestEvent) -> AgentResponseEvent:
         try:
@@ -216,7 +278,7 @@ class AgentService:
         await self.slots.acquire()
         self._status_changed()
         try:
-            return await execute(self.agent, spec, payload, self._context(request, "bus"))
+            return await self._execute(spec, payload, request, "bus")
         finally:
             self.slots.release()
             self._status_changed()
@@ -242,14 +304,20 @@ class AgentService:
             )
         self._status_changed()
         try:
-            response = await execute(self.agent, spec, payload, self._context(request, "http"))
+            response = await self._execute(spec, payload, request, "http")
         finally:
             self.slots.release()
             self._status_changed()
         if request.reply_to and self.bus is not None:
             # A caller that asked over HTTP but named a bus inbox gets the answer there too.
             await self.bus.respond_to_request(
-                request, response.result, status=response.status, error=response.error
+                request,
+                response.result,
+                status=response.status,
+                error=response.error,
+                error_code=response.error_code,
+                error_class=response.error_class,
+                retry_after_seconds=response.retry_after_seconds,
             )
         return response
 

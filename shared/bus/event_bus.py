@@ -25,6 +25,7 @@ from shared.bus.consumer import RequestConsumer
 from shared.bus.events import (
     AgentRequestEvent,
     AgentResponseEvent,
+    ErrorClass,
     InterAgentEvent,
     ResponseStatus,
     utc_now,
@@ -164,9 +165,21 @@ class EventBus:
         *,
         status: ResponseStatus = ResponseStatus.SUCCESS,
         error: str | None = None,
+        error_code: str | None = None,
+        error_class: ErrorClass | None = None,
+        retry_after_seconds: float | None = None,
     ) -> AgentResponseEvent:
         """Answer a request outside serve_requests (e.g. one received over HTTP with a reply_to)."""
-        response = AgentResponseEvent.for_request(request, self.agent_id, status, result=result, error=error)
+        response = AgentResponseEvent.for_request(
+            request,
+            self.agent_id,
+            status,
+            result=result,
+            error=error,
+            error_code=error_code,
+            error_class=error_class,
+            retry_after_seconds=retry_after_seconds,
+        )
         await self._publisher.publish(request, response)
         return response
 

@@ -1,0 +1,119 @@
+"""The lease an agent holds on a dispatched task while it works on it.
+
+The dispatcher sends a task's request with ``metadata = {"task_id", "task_attempt",
+"task_lease_seconds"}``. While the handler runs, the agent's service marks the task running
+(`start_task`) and renews the lease every third of its length (`heartbeat_task`), both stored
+procedures of ``config/state/080_tasks.sql`` fenced by the attempt. When a renewal says this attempt
+no longer holds the task (it timed out, was reassigned after a partition) or that a cancel was
+requested, the handler is cancelled: its cancel token is set, so a command it runs has its process
+group killed (`shared.process.run_command`), and its asyncio task is cancelled. A killed agent simply
+stops renewing: the lease expires and the dispatcher gives the task to another agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from shared.cancellation import CancelToken
+
+log = logging.getLogger(__name__)
+
+START_SQL = "SELECT start_task(%s, %s, %s, %s) AS holds"
+HEARTBEAT_SQL = "SELECT heartbeat_task(%s, %s, %s) AS cancel"
+DEFAULT_LEASE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    task_id: str
+    attempt: int
+    lease_seconds: float
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> TaskRef | None:
+        """The task a request works on, or None for a plain request (or malformed task fields)."""
+        task_id, attempt = metadata.get("task_id"), metadata.get("task_attempt")
+        if not isinstance(task_id, str) or not isinstance(attempt, int) or isinstance(attempt, bool):
+            return None
+        lease = metadata.get("task_lease_seconds", DEFAULT_LEASE_SECONDS)
+        if not isinstance(lease, int | float) or not 1 <= lease <= 3600:
+            lease = DEFAULT_LEASE_SECONDS
+        return cls(task_id, attempt, float(lease))
+
+
+class TaskLease:
+    """Start a task's attempt, keep its lease, and cancel the work when the attempt loses it."""
+
+    def __init__(self, pool: AsyncConnectionPool, task: TaskRef, agent_id: str) -> None:
+        self.pool = pool
+        self.task = task
+        self.agent_id = agent_id
+        self.lost_reason: str | None = None
+
+    async def start(self) -> bool:
+        """Mark the task running under this attempt; False when the attempt no longer holds it."""
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    START_SQL, (self.task.task_id, self.task.attempt, self.agent_id, self.task.lease_seconds)
+                )
+            ).fetchone()
+        return bool(row and row["holds"])
+
+    async def keep(self, work: asyncio.Task[Any], token: CancelToken) -> None:
+        """Renew until `work` ends; cancel it when the attempt is fenced out or cancelled."""
+        interval = self.task.lease_seconds / 3
+        while not work.done():
+            await asyncio.wait({work}, timeout=interval)
+            if work.done():
+                return
+            try:
+                async with self.pool.connection() as conn:
+                    row = await (
+                        await conn.execute(
+                            HEARTBEAT_SQL, (self.task.task_id, self.task.attempt, self.task.lease_seconds)
+                        )
+                    ).fetchone()
+            except psycopg.OperationalError as exc:
+                # The database is unreachable right now: keep working; if it stays away the lease
+                # expires and the dispatcher reassigns, and this attempt's answer is fenced out.
+                log.warning("task heartbeat failed", extra={"task_id": self.task.task_id, "error": str(exc)})
+                continue
+            cancel = None if row is None else row["cancel"]
+            if cancel is None or cancel:
+                self.lost_reason = "task cancelled" if cancel else "task no longer held by this attempt"
+                log.info(
+                    "cancelling task work",
+                    extra={
+                        "task_id": self.task.task_id,
+                        "attempt": self.task.attempt,
+                        "why": self.lost_reason,
+                    },
+                )
+                token.cancel(self.lost_reason)
+                work.cancel()
+                return
+
+
+async def run_leased(
+    lease: TaskLease, token: CancelToken, work: Callable[[], Awaitable[Any]]
+) -> tuple[Any, str | None]:
+    """Run `work` under the lease: (its outcome, None) or (None, why it was cancelled)."""
+    task = asyncio.ensure_future(work())
+    keeper = asyncio.create_task(lease.keep(task, token), name=f"task-lease-{lease.task.task_id}")
+    try:
+        return await task, None
+    except asyncio.CancelledError:
+        if lease.lost_reason is None:
+            raise  # the caller itself was cancelled (shutdown): not ours to swallow
+        return None, lease.lost_reason
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
