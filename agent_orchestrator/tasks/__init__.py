@@ -2,7 +2,7 @@
 backoff, leases fenced by attempt, cancellation. The rules live in SQL (config/state/080_tasks.sql);
 `TaskStore` wraps the procedures, `dag` and `backoff` are the Python-side checks and delays."""
 
-from agent_orchestrator.tasks.backoff import DEFAULT_BACKOFF, Backoff, retry_delay
+from agent_orchestrator.tasks.backoff import DEFAULT_BACKOFF, Backoff
 from agent_orchestrator.tasks.dag import find_cycle, validate_batch
 from agent_orchestrator.tasks.errors import (
     DependencyError,
@@ -44,7 +44,6 @@ __all__ = [
     "TaskStatus",
     "TaskStore",
     "find_cycle",
-    "retry_delay",
     "task_error_from",
     "validate_batch",
 ]

@@ -1,19 +1,18 @@
-"""Retry delays: exponential backoff with full jitter.
+"""The retry policy's parameters: exponential backoff with full jitter, computed in SQL.
 
-`attempt` is the number of the attempt that just failed, counted in failures against the budget
-(1 for the first failure; a dispatcher's release is not one). The delay before the retry after
-attempt n is uniform in [0, min(cap, base * 2^(n-1))].
-Full jitter spreads the retries of many tasks that failed together (an agent restarting, a rate
-limit) instead of sending them back in waves. A Retry-After from the failure is a floor: the retry
-waits at least that long. The store turns the delay into the task's `not_before`.
+The delay before the retry that follows the n-th failure is uniform in
+[0, min(cap, base * 2^(n-1))], and a Retry-After from the failure is a floor. The formula lives in
+one place, `tasks_retry_delay` in config/state/080_tasks.sql, because agents record their own
+failures there (`fail_task_attempt`) and lease expiry retries there too; the store passes these
+parameters. Full jitter spreads the retries of many tasks that failed together (an agent restarting,
+a rate limit) instead of sending them back in waves.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
-# 2^62 seconds is past any cap; bounding the exponent keeps the float arithmetic finite.
+# 2^62 seconds is past any cap; bounding the exponent keeps the arithmetic finite.
 _MAX_EXPONENT = 62
 
 
@@ -28,33 +27,11 @@ class Backoff:
         if self.base_seconds < 0 or self.cap_seconds < 0:
             raise ValueError("backoff base and cap must not be negative")
 
-    def ceiling(self, attempt: int) -> float:
-        """The largest delay before the retry that follows failed attempt `attempt` (>= 1)."""
-        if attempt < 1:
-            raise ValueError(f"attempt counts from 1, got {attempt}")
-        return min(self.cap_seconds, self.base_seconds * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
-
-    def delay(
-        self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
-    ) -> float:
-        """A full-jitter delay in [0, ceiling(attempt)], raised to `retry_after` when that is longer."""
-        jittered = (rng or _RANDOM).uniform(0.0, self.ceiling(attempt))
-        if retry_after is None:
-            return jittered
-        return max(jittered, max(retry_after, 0.0))
+    def ceiling(self, failure: int) -> float:
+        """The largest delay before the retry that follows failure number `failure` (>= 1)."""
+        if failure < 1:
+            raise ValueError(f"failures count from 1, got {failure}")
+        return min(self.cap_seconds, self.base_seconds * 2.0 ** min(failure - 1, _MAX_EXPONENT))
 
 
 DEFAULT_BACKOFF = Backoff()
-# One generator for the process: jitter needs no cryptographic quality.
-_RANDOM = random.Random()
-
-
-def retry_delay(
-    attempt: int,
-    retry_after: float | None = None,
-    *,
-    backoff: Backoff = DEFAULT_BACKOFF,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds to wait before retrying after failed attempt `attempt`, honouring a Retry-After."""
-    return backoff.delay(attempt, retry_after, rng)

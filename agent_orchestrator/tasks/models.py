@@ -144,6 +144,7 @@ class Task(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    ready_at: datetime | None = None  # when it last became claimable
 
 
 class AssignOutcome(StrEnum):

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agent_orchestrator.tasks.backoff import DEFAULT_BACKOFF, Backoff, retry_delay
+from agent_orchestrator.tasks.backoff import DEFAULT_BACKOFF, Backoff
 from agent_orchestrator.tasks.dag import validate_batch
 from agent_orchestrator.tasks.errors import TaskArgumentError, task_error_from
 from agent_orchestrator.tasks.models import (
@@ -48,8 +48,11 @@ WAKEUP_SQL = "SELECT next_task_wakeup(%s) AS at, now() AS now"
 START_SQL = "SELECT start_task(%s, %s, %s, %s) AS ok"
 HEARTBEAT_SQL = "SELECT heartbeat_task(%s, %s, %s) AS cancel_requested"
 COMPLETE_SQL = "SELECT complete_task(%s, %s, %s) AS ok"
-FAILURES_SQL = "SELECT failures FROM tasks WHERE id = %s AND attempt = %s"
-FAIL_SQL = "SELECT fail_task(%s, %s, %s, %s, %s, %s) AS status"
+STATUS_COUNTS_SQL = """
+SELECT status, count(*)::int AS n, count(*) FILTER (WHERE status = 'ready' AND not_before <= now())::int AS due
+FROM tasks GROUP BY status
+"""
+FAIL_SQL = "SELECT fail_task_attempt(%s, %s, %s, %s, %s, %s, %s, %s) AS status"
 EXPIRE_SQL = "SELECT * FROM expire_task_leases(%s, %s)"
 CANCEL_SQL = "SELECT * FROM cancel_task(%s, %s)"
 CANCEL_TICKET_SQL = "SELECT * FROM cancel_ticket_tasks(%s, %s)"
@@ -191,19 +194,25 @@ class TaskStore:
         error_kind = kind.value if isinstance(kind, ErrorKind) else None
         if retry_after is not None and retry_after < 0:
             raise TaskArgumentError("retry_after", "retry_after must not be negative")
-        async with self._cursor() as cur:
-            # The delay depends on how many failures came before; a stale attempt reads nothing here
-            # and is fenced out by fail_task anyway.
-            await cur.execute(FAILURES_SQL, (task_id, attempt))
-            current = await cur.fetchone()
-            if current is None:
-                return None
-            retry_in = None
-            if error_class is ErrorClass.RETRYABLE:
-                retry_in = retry_delay(current["failures"] + 1, retry_after, backoff=self.backoff)
-            await cur.execute(FAIL_SQL, (task_id, attempt, error, error_class.value, retry_in, error_kind))
-            row = await cur.fetchone()
+        row = await self._one(
+            FAIL_SQL,
+            (
+                task_id,
+                attempt,
+                error,
+                error_class.value,
+                error_kind,
+                retry_after,
+                self.backoff.base_seconds,
+                self.backoff.cap_seconds,
+            ),
+        )
         return TaskStatus(row["status"]) if row and row["status"] else None
+
+    async def status_counts(self) -> tuple[dict[str, int], int]:
+        """Tasks by status, and how many ready tasks are due (the ready queue's depth)."""
+        rows = await self._rows(STATUS_COUNTS_SQL, ())
+        return {r["status"]: r["n"] for r in rows}, sum(r["due"] for r in rows)
 
     async def expire_leases(self) -> list[Task]:
         """Tasks whose lease expired (agent gone) or whose deadline passed (timeout): ready again after

@@ -67,6 +67,7 @@ CREATE TABLE tasks (
     updated_at       timestamptz NOT NULL DEFAULT now(),
     started_at       timestamptz,
     finished_at      timestamptz,
+    ready_at         timestamptz,              -- when it last became claimable (dispatch latency)
     UNIQUE (ticket_id, phase, key)
 );
 CREATE INDEX tasks_ready_idx ON tasks (priority DESC, created_at, id) WHERE status = 'ready';
@@ -77,6 +78,20 @@ CREATE INDEX tasks_agent_idx ON tasks (assigned_agent) WHERE status IN ('assigne
 
 -- ---------------------------------------------------------------------------------------------
 -- Internal helpers (called by the procedures below, not by Python).
+
+-- `ready_at`: when the task last became claimable (ready, and due), whichever procedure made it so;
+-- the dispatcher measures dispatch latency (ready until an agent has it) from it.
+CREATE FUNCTION tasks_stamp_ready() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'ready' AND (TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM 'ready'
+                                 OR OLD.not_before IS DISTINCT FROM NEW.not_before) THEN
+        NEW.ready_at := greatest(now(), NEW.not_before);
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tasks_stamp_ready BEFORE INSERT OR UPDATE OF status, not_before ON tasks
+    FOR EACH ROW EXECUTE FUNCTION tasks_stamp_ready();
 
 CREATE FUNCTION tasks_invalid(p_argument text, p_message text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -562,6 +577,16 @@ BEGIN
 END;
 $$;
 
+-- The retry policy, in one place: exponential backoff with full jitter. The delay after the n-th
+-- failure is uniform in [0, least(cap, base * 2^(n-1))]; a Retry-After (rate limit) is a floor.
+-- Full jitter spreads the retries of many tasks that failed together instead of sending them in waves.
+CREATE FUNCTION tasks_retry_delay(p_failure integer, p_retry_after double precision,
+                                  p_base_seconds double precision, p_cap_seconds double precision)
+RETURNS double precision LANGUAGE sql VOLATILE AS $$
+    SELECT greatest(random() * least(p_cap_seconds, p_base_seconds * power(2, least(greatest(p_failure, 1) - 1, 60))),
+                    coalesce(p_retry_after, 0));
+$$;
+
 -- The attempt failed. Retryable with attempts left: ready again, due at now() + p_retry_in_seconds
 -- (the caller's full-jitter backoff, at least a Retry-After). Otherwise failed for good, and every
 -- transitive dependant is blocked naming this task. p_error_kind (timeout, rate_limited, ...) is kept
@@ -616,6 +641,32 @@ BEGIN
 END;
 $$;
 
+-- An attempt's failure with the delay computed here from the retry policy (tasks_retry_delay), as
+-- an agent records its own outcome and as the store does: retryable with attempts left -> ready
+-- after the backoff (at least p_retry_after); otherwise failed. Fenced like fail_task.
+CREATE FUNCTION fail_task_attempt(p_id uuid, p_attempt integer, p_error text, p_error_class text,
+                                  p_error_kind text DEFAULT NULL, p_retry_after double precision DEFAULT NULL,
+                                  p_base_seconds double precision DEFAULT 1,
+                                  p_cap_seconds double precision DEFAULT 300)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_failures integer;
+BEGIN
+    IF p_retry_after IS NOT NULL AND p_retry_after < 0 THEN
+        PERFORM tasks_invalid('retry_after', 'retry_after must not be negative');
+    END IF;
+    SELECT failures INTO v_failures FROM tasks WHERE id = p_id AND attempt = p_attempt;
+    IF v_failures IS NULL THEN
+        RETURN NULL;  -- unknown task or another attempt: fenced out
+    END IF;
+    RETURN fail_task(p_id, p_attempt, p_error, p_error_class,
+                     CASE WHEN p_error_class = 'retryable'
+                          THEN tasks_retry_delay(v_failures + 1, p_retry_after, p_base_seconds, p_cap_seconds)
+                     END,
+                     p_error_kind);
+END;
+$$;
+
 -- Expire what nobody is looking after any more:
 --   * running past deadline_at (timeout_seconds since start): error_kind 'timeout';
 --   * assigned/running whose lease expired (the agent or dispatcher stopped heartbeating: killed,
@@ -663,8 +714,7 @@ BEGIN
         LOOP
             v_timeout := v_task.status = 'running' AND v_task.deadline_at < now();
             v_retry := v_task.failures + 1 < v_task.max_attempts;
-            v_delay := random() * least(p_retry_cap_seconds,
-                                        p_retry_base_seconds * power(2, least(v_task.failures, 60)));
+            v_delay := tasks_retry_delay(v_task.failures + 1, NULL, p_retry_base_seconds, p_retry_cap_seconds);
             UPDATE tasks SET
                 status = CASE WHEN v_retry THEN 'ready' WHEN v_timeout THEN 'timed_out' ELSE 'failed' END,
                 failures = failures + 1,

@@ -228,7 +228,7 @@ class AgentService:
             if task is None or not self.settings.database_url:
                 return await execute(self.agent, spec, payload, ctx)
             try:
-                lease = TaskLease(await self._tasks_pool(), task, self.registry_id)
+                lease = TaskLease(await self._tasks_pool(), task, self.agent.agent_id)
                 holds = await lease.start()
             except psycopg.OperationalError as exc:
                 return self._task_error(
@@ -242,6 +242,16 @@ class AgentService:
             response, lost = await run_leased(lease, token, lambda: execute(self.agent, spec, payload, ctx))
             if lost is not None:
                 return self._task_error(request, lost, "cancelled", ErrorClass.PERMANENT)
+            try:
+                recorded = await lease.record(response)
+            except psycopg.OperationalError as exc:
+                # Not recorded: the lease runs out and the task is retried (at least once, fenced).
+                log.warning("task outcome not recorded", extra={"task_id": task.task_id, "error": str(exc)})
+            else:
+                log.info(
+                    "task outcome",
+                    extra={"task_id": task.task_id, "attempt": task.attempt, "recorded": recorded},
+                )
             return response  # type: ignore[no-any-return]
 
     def _task_error(

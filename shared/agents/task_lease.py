@@ -2,8 +2,11 @@
 
 The dispatcher sends a task's request with ``metadata = {"task_id", "task_attempt",
 "task_lease_seconds"}``. While the handler runs, the agent's service marks the task running
-(`start_task`) and renews the lease every third of its length (`heartbeat_task`), both stored
-procedures of ``config/state/080_tasks.sql`` fenced by the attempt. When a renewal says this attempt
+(`start_task`) and renews the lease every third of its length (`heartbeat_task`); when the handler
+answers, the agent records the outcome itself (`complete_task`, or `fail_task_attempt` with the
+answer's error class and Retry-After), so a dispatcher that crashed meanwhile loses nothing. All are
+stored procedures of ``config/state/080_tasks.sql`` fenced by the attempt: an answer from an attempt
+that no longer holds the task changes nothing. When a renewal says this attempt
 no longer holds the task (it timed out, was reassigned after a partition) or that a cancel was
 requested, the handler is cancelled: its cancel token is set, so a command it runs has its process
 group killed (`shared.process.run_command`), and its asyncio task is cancelled. A killed agent simply
@@ -14,19 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from shared.bus import AgentResponseEvent, ErrorClass, ResponseStatus
 from shared.cancellation import CancelToken
 
 log = logging.getLogger(__name__)
 
 START_SQL = "SELECT start_task(%s, %s, %s, %s) AS holds"
 HEARTBEAT_SQL = "SELECT heartbeat_task(%s, %s, %s) AS cancel"
+COMPLETE_SQL = "SELECT complete_task(%s, %s, %s) AS ok"
+FAIL_SQL = "SELECT fail_task_attempt(%s, %s, %s, %s, %s, %s) AS status"
+KIND_PATTERN = re.compile(r"^[a-z][a-z_]{0,39}$")
 DEFAULT_LEASE_SECONDS = 15.0
 
 
@@ -66,6 +75,34 @@ class TaskLease:
                 )
             ).fetchone()
         return bool(row and row["holds"])
+
+    async def record(self, response: AgentResponseEvent) -> str:
+        """Record the handler's answer for this attempt: 'succeeded', 'ready' (retried later),
+        'failed', or 'fenced' when the attempt no longer holds the task."""
+        async with self.pool.connection() as conn:
+            if response.status is ResponseStatus.SUCCESS:
+                row = await (
+                    await conn.execute(
+                        COMPLETE_SQL, (self.task.task_id, self.task.attempt, Jsonb(response.result or {}))
+                    )
+                ).fetchone()
+                return "succeeded" if row and row["ok"] else "fenced"
+            error_class = response.error_class or ErrorClass.RETRYABLE  # unclassified: within the budget
+            kind = (
+                response.error_code
+                if response.error_code and KIND_PATTERN.match(response.error_code)
+                else None
+            )
+            params = (
+                self.task.task_id,
+                self.task.attempt,
+                response.error or response.status.value,
+                error_class.value,
+                kind,
+                response.retry_after_seconds,
+            )
+            row = await (await conn.execute(FAIL_SQL, params)).fetchone()
+            return str(row["status"]) if row and row["status"] else "fenced"
 
     async def keep(self, work: asyncio.Task[Any], token: CancelToken) -> None:
         """Renew until `work` ends; cancel it when the attempt is fenced out or cancelled."""

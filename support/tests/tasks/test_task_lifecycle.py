@@ -65,6 +65,25 @@ async def test_retryable_failure_is_claimable_only_from_not_before(
     assert (again.id, again.attempt, again.failures) == (created.id, 2, 1)
 
 
+@pytest.mark.parametrize("failure", [1, 2, 3, 5, 8, 12, 40, 5000])
+async def test_full_jitter_spreads_within_the_bounds(pool: AsyncConnectionPool, failure: int) -> None:
+    ceiling = min(60, 0.5 * 2 ** min(failure - 1, 62))
+    rows = await sql(
+        pool, "SELECT tasks_retry_delay(%s, NULL, 0.5, 60) AS d FROM generate_series(1, 2000)", failure
+    )
+    delays = [row["d"] for row in rows]
+    assert all(0 <= d <= ceiling for d in delays)
+    # Full jitter covers the whole range rather than clustering near the ceiling.
+    assert min(delays) < ceiling / 10 and max(delays) > ceiling * 9 / 10
+
+
+async def test_retry_after_is_a_floor(pool: AsyncConnectionPool) -> None:
+    [row] = await sql(pool, "SELECT min(tasks_retry_delay(1, 30, 1, 10)) AS lo FROM generate_series(1, 100)")
+    assert row["lo"] == 30
+    rows = await sql(pool, "SELECT tasks_retry_delay(4, 2, 1, 10) AS d FROM generate_series(1, 500)")
+    assert all(2 <= r["d"] <= 8 for r in rows)
+
+
 async def test_backoff_delay_lies_within_the_jitter_bounds(
     pool: AsyncConnectionPool, ticket_id: UUID, capability: str
 ) -> None:
