@@ -49,7 +49,8 @@ START_SQL = "SELECT start_task(%s, %s, %s, %s) AS ok"
 HEARTBEAT_SQL = "SELECT heartbeat_task(%s, %s, %s) AS cancel_requested"
 COMPLETE_SQL = "SELECT complete_task(%s, %s, %s) AS ok"
 STATUS_COUNTS_SQL = """
-SELECT status, count(*)::int AS n, count(*) FILTER (WHERE status = 'ready' AND not_before <= now())::int AS due
+SELECT status, count(*)::int AS n,
+       count(*) FILTER (WHERE status = 'ready' AND not_before <= now())::int AS due
 FROM tasks GROUP BY status
 """
 FAIL_SQL = "SELECT fail_task_attempt(%s, %s, %s, %s, %s, %s, %s, %s) AS status"
