@@ -2,7 +2,8 @@
 
 It serves `create_orchestrator_app` with the flagship workflows registered.
 DEVTOOLS_ORCHESTRATOR_WORKERS (1), _CONCURRENCY (4 runs per worker) and _LEASE_SECONDS (30)
-size the workers; 0 workers makes this process API-only (workers elsewhere).
+size the workers; 0 workers makes this process API-only (workers elsewhere). _DISPATCHERS (1)
+runs the task dispatcher and the ticket waker here (0: in another orchestrator process).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class OrchestratorServiceSettings(BaseSettings):
     workers: int = Field(1, ge=0, le=16)
     concurrency: int = Field(4, ge=1, le=64)
     lease_seconds: float = Field(30.0, gt=0, le=3600)
+    # Task dispatchers (with the ticket waker): 0 leaves tasks to other orchestrator processes.
+    dispatchers: int = Field(1, ge=0, le=1)
 
 
 def main() -> None:
@@ -53,6 +56,7 @@ def main() -> None:
             settings,
             agent_settings=agent_settings,
             workers=options.workers,
+            dispatchers=options.dispatchers,
             worker_options=WorkerOptions(
                 concurrency=options.concurrency, lease_seconds=options.lease_seconds
             ),

@@ -28,9 +28,12 @@ from agent_orchestrator.api.runs import router as runs_router
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
 from agent_orchestrator.runs.workflow_table import WorkflowTable
+from agent_orchestrator.tasks import TaskStore
+from agent_orchestrator.tasks.dispatcher import Dispatcher, DispatcherOptions
+from agent_orchestrator.tickets.lifecycle import TicketWaker
 from agent_orchestrator.workflows.agent_calls import close_resources, install_resources
 from services.orchestrator_agent.agent import agent as orchestrator_agent
-from shared.agents import AgentService, AgentServiceSettings
+from shared.agents import AgentService, AgentServiceSettings, RegistryClient
 from shared.backends import resolve_backends
 from shared.config import Settings
 
@@ -44,8 +47,13 @@ def create_orchestrator_app(
     workers: int = 1,
     worker_options: WorkerOptions | None = None,
     workflows: WorkflowTable | None = None,
+    dispatchers: int = 1,
+    dispatcher_options: DispatcherOptions | None = None,
 ) -> FastAPI:
-    """The orchestrator's app; `app.state.agent_service` is its agent service (port, drain)."""
+    """The orchestrator's app; `app.state.agent_service` is its agent service (port, drain).
+
+    With ``dispatchers=1`` it also hands ready tasks to agents and wakes ticket runs whose tasks
+    are done (several orchestrator processes may each run one)."""
     service = AgentService(orchestrator_agent, settings, agent_settings or AgentServiceSettings())
     app: FastAPI = service.app
     app.state.settings = settings
@@ -72,6 +80,14 @@ def create_orchestrator_app(
                 asyncio.create_task(runtime.worker(options).run(stop), name=f"run-worker-{i}")
                 for i in range(workers)
             ]
+            registry = service.registry or RegistryClient.from_settings(settings)
+            if dispatchers:
+                dispatcher = Dispatcher(
+                    TaskStore(runtime.pool), service.bus, registry, database_url, dispatcher_options
+                )
+                waker = TicketWaker(runtime.pool, database_url)
+                tasks.append(asyncio.create_task(dispatcher.run(stop), name="task-dispatcher"))
+                tasks.append(asyncio.create_task(waker.run(stop), name="ticket-waker"))
             log.info("orchestrator ready", extra={"workers": workers, "workflows": runtime.workflows.names()})
             try:
                 yield
@@ -79,6 +95,8 @@ def create_orchestrator_app(
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await close_resources()
+                if registry is not service.registry:
+                    await registry.close()
                 await runtime.close()
 
     async def database_health() -> dict[str, Any]:

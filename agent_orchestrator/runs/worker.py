@@ -225,6 +225,8 @@ class Worker:
         saver = saver_for_run(self.checkpoint_pool)
         graph = spec.graph().compile(checkpointer=saver)
         config = run_config(str(run.id))
+        if spec.recursion_limit is not None:
+            config["recursion_limit"] = spec.recursion_limit
         ctx = RunContext(run.id, run.workflow, run.attempts, self.worker_id, self.pool)
         graph_input: Any
         if await saver.aget_tuple(config) is None:

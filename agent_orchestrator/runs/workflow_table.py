@@ -44,6 +44,8 @@ class WorkflowSpec:
     description: str = ""
     to_state: StateFromInput | None = None
     max_attempts: int = 3
+    # LangGraph's default of 25 steps per invocation is too few for a graph that loops (a ticket).
+    recursion_limit: int | None = None
     _graph: StateGraph | None = field(default=None, repr=False)
 
     def graph(self) -> StateGraph:
@@ -70,10 +72,11 @@ class WorkflowTable:
         description: str = "",
         to_state: StateFromInput | None = None,
         max_attempts: int = 3,
+        recursion_limit: int | None = None,
     ) -> WorkflowSpec:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"workflow name {name!r}: use letters, digits, '_' or '-'")
-        spec = WorkflowSpec(name, build, input_model, description, to_state, max_attempts)
+        spec = WorkflowSpec(name, build, input_model, description, to_state, max_attempts, recursion_limit)
         self._specs[name] = spec  # re-registering replaces (module reloads, tests)
         return spec
 

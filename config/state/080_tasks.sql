@@ -867,3 +867,25 @@ BEGIN
               GROUP BY t.status) AS s;
 END;
 $$;
+
+-- Every change of a task's status is an event of its ticket's run (the ticket's SSE stream and
+-- `devtools ticket show` read them), written in the same transaction as the change itself.
+CREATE FUNCTION tasks_status_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_run uuid;
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status IS NOT DISTINCT FROM NEW.status THEN
+        RETURN NULL;
+    END IF;
+    SELECT run_id INTO v_run FROM tickets WHERE id = NEW.ticket_id;
+    IF v_run IS NOT NULL THEN
+        PERFORM add_run_event(v_run, 'task_' || NEW.status, NULL, jsonb_strip_nulls(jsonb_build_object(
+            'task_id', NEW.id, 'key', NEW.key, 'phase', NEW.phase, 'attempt', NEW.attempt,
+            'agent', NEW.assigned_agent, 'error', left(NEW.error, 500), 'error_class', NEW.error_class,
+            'error_kind', NEW.error_kind, 'blocked_reason', NEW.blocked_reason)));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER tasks_status_event AFTER INSERT OR UPDATE OF status ON tasks
+    FOR EACH ROW EXECUTE FUNCTION tasks_status_event();

@@ -65,6 +65,7 @@ async def api(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Pa
         # The same app as the service's, without a registry to register with.
         agent_settings=AgentServiceSettings(port=port, registration=False),
         workers=1,
+        dispatchers=0,  # no registry here: the run endpoints only
         worker_options=WorkerOptions(lease_seconds=1.5),
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -1,0 +1,152 @@
+"""A ticket's life on the run queue: opening it starts one durable run of the `ticket` workflow;
+the waker resumes that run when the tasks of its phase are all final; cancelling stops both.
+
+The ticket workflow (`agent_orchestrator/workflows/ticket.py`) waits for its tasks with
+`interrupt({"waiting_for": "tasks", ...})`, so a waiting ticket holds no worker slot. The waker
+listens on 'devtools_task_updates' (a ticket's tasks changed) and also sweeps every few seconds,
+because a notification may arrive while the run is still on its way into the interrupt: the state
+is re-read from the tables every time, so a lost notification costs latency, never correctness.
+The sweep also starts the run of a ticket whose opening was cut short by a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from agent_orchestrator.runs.models import RunStatus
+from agent_orchestrator.runs.notify import Listener
+from agent_orchestrator.runs.queue import RunQueue
+from agent_orchestrator.tasks import TASK_UPDATES_CHANNEL, TaskStore
+from agent_orchestrator.tickets.models import PhaseTransition, Priority, Ticket, TicketCreate
+from agent_orchestrator.tickets.store import TicketStore
+
+log = logging.getLogger(__name__)
+
+TICKET_WORKFLOW = "ticket"
+WAITING_FOR_TASKS = "tasks"
+WAITING_FOR_PERSON = "person"
+# Higher runs first on the queue.
+RUN_PRIORITY = {Priority.CRITICAL: 30, Priority.HIGH: 20, Priority.MEDIUM: 10, Priority.LOW: 0}
+# A ticket whose run is missing this long after opening lost it to a crash: start it.
+ORPHAN_AFTER_SECONDS = 5.0
+
+WAITING_SQL = """
+SELECT t.id, t.phase, t.run_id, r.interrupt
+FROM tickets t JOIN runs r ON r.id = t.run_id
+WHERE r.status = 'interrupted' AND t.status = 'open' AND (%(ticket)s::uuid IS NULL OR t.id = %(ticket)s)
+"""
+ORPHANS_SQL = """
+SELECT id FROM tickets
+WHERE run_id IS NULL AND status IN ('open', 'blocked') AND created_at < now() - make_interval(secs => %s)
+"""
+
+
+async def start_ticket_run(queue: RunQueue, tickets: TicketStore, ticket: Ticket) -> Ticket:
+    """Enqueue the ticket's workflow run and link it (the run's id is the ticket's id: idempotent)."""
+    try:
+        run_id = (
+            await queue.enqueue(
+                TICKET_WORKFLOW,
+                {"ticket_id": str(ticket.id)},
+                priority=RUN_PRIORITY[ticket.priority],
+                created_by=ticket.created_by,
+                run_id=ticket.id,
+            )
+        ).id
+    except psycopg.errors.UniqueViolation:
+        run_id = ticket.id  # started already (a retried request, the waker's sweep): link it
+    return await tickets.set_run(ticket.id, run_id)
+
+
+async def open_ticket(queue: RunQueue, tickets: TicketStore, create: TicketCreate) -> Ticket:
+    """File the ticket and start its run. A crash in between is repaired by the waker's sweep."""
+    ticket = await tickets.create(create)
+    return await start_ticket_run(queue, tickets, ticket)
+
+
+async def cancel_ticket(
+    queue: RunQueue, tickets: TicketStore, tasks: TaskStore, ticket_id: UUID, by: str
+) -> Ticket:
+    """CANCELLED: its unfinished tasks are cancelled (their agents stop the work), its run ends."""
+    ticket = await tickets.transition(
+        ticket_id, PhaseTransition(to_phase="CANCELLED", actor=by, reason="cancelled")
+    )
+    await tasks.cancel_ticket(ticket_id, by)
+    if ticket.run_id is not None:
+        await queue.cancel(ticket.run_id, by)
+    return ticket
+
+
+def waiting_for(interrupt: Any) -> str | None:
+    """What an interrupted ticket run waits for ('tasks' or 'person'), from its pending interrupts."""
+    for pending in interrupt or []:
+        value = pending.get("value") if isinstance(pending, dict) else None
+        if isinstance(value, dict) and isinstance(value.get("waiting_for"), str):
+            return str(value["waiting_for"])
+    return None
+
+
+class TicketWaker:
+    """Resumes ticket runs whose phase's tasks are all final; starts runs lost to a crash."""
+
+    def __init__(self, pool: AsyncConnectionPool, database_url: str, sweep_seconds: float = 2.0) -> None:
+        self.pool = pool
+        self.database_url = database_url
+        self.sweep_seconds = sweep_seconds
+        self.queue = RunQueue(pool)
+        self.tickets = TicketStore(pool)
+        self.tasks = TaskStore(pool)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = Listener(self.database_url, [TASK_UPDATES_CHANNEL], name="devtools-ticket-waker")
+        await listener.start()
+        sub = listener.subscribe(TASK_UPDATES_CHANNEL)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.wake()
+                    await self.start_orphans()
+                except Exception as exc:  # a database blip: the next round re-reads everything
+                    log.warning("ticket waker round failed", extra={"error": str(exc)})
+                stopping = asyncio.ensure_future(stop.wait())
+                woken = asyncio.ensure_future(sub.wait(self.sweep_seconds))
+                await asyncio.wait({stopping, woken}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                woken.cancel()
+        finally:
+            sub.close()
+            await listener.stop()
+
+    async def wake(self, ticket_id: UUID | None = None) -> list[UUID]:
+        """Resume every (or this) ticket run waiting for tasks that are all final; returns their ids."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(WAITING_SQL, {"ticket": ticket_id})).fetchall()
+        resumed = []
+        for row in rows:
+            if waiting_for(row["interrupt"]) != WAITING_FOR_TASKS:
+                continue
+            summary = await self.tasks.phase_summary(row["id"], row["phase"])
+            if not summary.all_final:
+                continue
+            run = await self.queue.resume(
+                row["run_id"], {"tasks": "final", "phase": row["phase"]}, "ticket-waker"
+            )
+            if run is not None and run.status is RunStatus.QUEUED:
+                resumed.append(row["id"])
+                log.info("ticket resumed", extra={"ticket_id": str(row["id"]), "phase": row["phase"]})
+        return resumed
+
+    async def start_orphans(self) -> None:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(ORPHANS_SQL, (ORPHAN_AFTER_SECONDS,))).fetchall()
+        for row in rows:
+            ticket = await start_ticket_run(self.queue, self.tickets, await self.tickets.get(row["id"]))
+            log.warning(
+                "ticket run started late (its opening was cut short)", extra={"ticket_id": str(ticket.id)}
+            )
