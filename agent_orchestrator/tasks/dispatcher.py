@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from agent_orchestrator.runs.notify import Listener
 from agent_orchestrator.tasks import metrics
 from agent_orchestrator.tasks.models import AssignOutcome, Task, TaskStatus
@@ -109,10 +111,15 @@ class Dispatcher:
             while not stop.is_set():
                 try:
                     sent = await self.dispatch_once()
-                except (RegistryError, BusUnavailable, OSError) as exc:
-                    # The registry or Redis is away for a moment: try again shortly, lose nothing
-                    # (claimed tasks that were not sent are released, or their claim lease expires).
+                except (RegistryError, BusUnavailable, OSError, psycopg.OperationalError) as exc:
+                    # The registry, Redis or the database is away for a moment: try again shortly and
+                    # lose nothing (claimed tasks that were not sent are released or their claim expires).
                     log.warning("dispatch round failed", extra={"error": str(exc)})
+                    sent = 0
+                    await asyncio.sleep(self.options.no_agent_retry_seconds)
+                except Exception:
+                    # A bug must not stop dispatching for good: say so loudly and go on.
+                    log.exception("dispatch round failed unexpectedly")
                     sent = 0
                     await asyncio.sleep(self.options.no_agent_retry_seconds)
                 if sent:
@@ -142,7 +149,7 @@ class Dispatcher:
             self._next_expiry = time.monotonic() + self.options.expiry_interval_seconds
         services = await self._services()
         load = await self.store.agent_load(list(services))
-        free = {name: s.capacity - (load[name].active if name in load else 0) for name, s in services.items()}
+        free = {name: s.capacity - (load[name].total if name in load else 0) for name, s in services.items()}
         capabilities = sorted({c for name, s in services.items() if free[name] > 0 for c in s.capabilities})
         room = sum(max(n, 0) for n in free.values())
         if not capabilities or room <= 0:

@@ -220,39 +220,50 @@ class AgentService:
     async def _execute(
         self, spec: HandlerSpec, payload: Any, request: AgentRequestEvent, via: Via
     ) -> AgentResponseEvent:
-        """Run the handler in its own cancel scope; a dispatched task's work runs under its lease."""
-        ctx = self._context(request, via)
+        """Run the handler in its own cancel scope; a dispatched task's work runs under its lease.
+
+        Whatever ended the request (an answer, a timeout, a cancelled task), work it left running in a
+        thread is told to stop when it is over: a command it started has its process group killed."""
         token = CancelToken()
-        with cancel_scope(token):
-            task = TaskRef.from_metadata(request.metadata)
-            if task is None or not self.settings.database_url:
-                return await execute(self.agent, spec, payload, ctx)
-            try:
-                lease = TaskLease(await self._tasks_pool(), task, self.agent.agent_id)
-                holds = await lease.start()
-            except psycopg.OperationalError as exc:
-                return self._task_error(
-                    request, f"database unreachable: {exc}", "unavailable", ErrorClass.RETRYABLE
-                )
-            if not holds:
-                return self._task_error(
-                    request, f"task {task.task_id} attempt {task.attempt} is not held", "task_not_held",
-                    ErrorClass.PERMANENT,
-                )  # fmt: skip
-            response, lost = await run_leased(lease, token, lambda: execute(self.agent, spec, payload, ctx))
-            if lost is not None:
-                return self._task_error(request, lost, "cancelled", ErrorClass.PERMANENT)
-            try:
-                recorded = await lease.record(response)
-            except psycopg.OperationalError as exc:
-                # Not recorded: the lease runs out and the task is retried (at least once, fenced).
-                log.warning("task outcome not recorded", extra={"task_id": task.task_id, "error": str(exc)})
-            else:
-                log.info(
-                    "task outcome",
-                    extra={"task_id": task.task_id, "attempt": task.attempt, "recorded": recorded},
-                )
-            return response  # type: ignore[no-any-return]
+        try:
+            with cancel_scope(token):
+                return await self._execute_in_scope(spec, payload, request, via, token)
+        finally:
+            token.cancel("the request is over")
+
+    async def _execute_in_scope(
+        self, spec: HandlerSpec, payload: Any, request: AgentRequestEvent, via: Via, token: CancelToken
+    ) -> AgentResponseEvent:
+        ctx = self._context(request, via)
+        task = TaskRef.from_metadata(request.metadata)
+        if task is None or not self.settings.database_url:
+            return await execute(self.agent, spec, payload, ctx)
+        try:
+            lease = TaskLease(await self._tasks_pool(), task, self.agent.agent_id)
+            holds = await lease.start()
+        except psycopg.OperationalError as exc:
+            return self._task_error(
+                request, f"database unreachable: {exc}", "unavailable", ErrorClass.RETRYABLE
+            )
+        if not holds:
+            return self._task_error(
+                request, f"task {task.task_id} attempt {task.attempt} is not held", "task_not_held",
+                ErrorClass.PERMANENT,
+            )  # fmt: skip
+        response, lost = await run_leased(lease, token, lambda: execute(self.agent, spec, payload, ctx))
+        if lost is not None:
+            return self._task_error(request, lost, "cancelled", ErrorClass.PERMANENT)
+        try:
+            recorded = await lease.record(response)
+        except psycopg.OperationalError as exc:
+            # Not recorded: the lease runs out and the task is retried (at least once, fenced).
+            log.warning("task outcome not recorded", extra={"task_id": task.task_id, "error": str(exc)})
+        else:
+            log.info(
+                "task outcome",
+                extra={"task_id": task.task_id, "attempt": task.attempt, "recorded": recorded},
+            )
+        return response  # type: ignore[no-any-return]
 
     def _task_error(
         self, request: AgentRequestEvent, error: str, code: str, error_class: ErrorClass

@@ -1,12 +1,15 @@
 """A test agent built with the runtime, run as a real process: `python -m support.tests.agents.echo_agent`.
 
 ECHO answers with its payload; FAIL raises (`kind`: a crash, or a permanent or retryable
-AgentError with a code and a Retry-After); WAIT blocks until the test releases it through Redis
-(so a test can hold a request in flight, then SIGTERM or kill the process).
+AgentError with a code and a Retry-After); RUN runs a shell command like cicd does (its process
+group is killed when the request's task is cancelled or times out); WAIT blocks until the test
+releases it through Redis (so a test can hold a request in flight, then SIGTERM or kill the process).
 """
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,6 +23,7 @@ from shared.agents import (
     RetryableAgentError,
     run_agent,
 )
+from shared.process import clean_environment, run_command
 
 agent = AgentDefinition(
     agent_id="echo",
@@ -40,6 +44,11 @@ class WaitPayload(BaseModel):
     max_wait_seconds: float = Field(60, gt=0)
 
 
+class RunPayload(BaseModel):
+    command: str = Field(min_length=1)
+    timeout_seconds: float = Field(300, gt=0)
+
+
 @agent.handler("ECHO", payload_model=EchoPayload)
 async def echo(payload: EchoPayload, ctx: RequestContext) -> dict[str, Any]:
     return {"text": payload.text * payload.repeat, "via": ctx.via, "replica": ctx.services["replica_id"]}
@@ -55,6 +64,21 @@ async def fail(payload: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     raise RuntimeError(message)
 
 
+@agent.handler("RUN", payload_model=RunPayload)
+async def run(payload: RunPayload, ctx: RequestContext) -> dict[str, Any]:
+    folder = Path(ctx.services["settings"].data_dir) / "echo-run"
+    folder.mkdir(parents=True, exist_ok=True)
+    outcome = await asyncio.to_thread(
+        run_command,
+        payload.command,
+        cwd=folder,
+        log_path=folder / f"{ctx.request.request_id}.log",
+        timeout=payload.timeout_seconds,
+        env=clean_environment(folder),
+    )
+    return {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out}
+
+
 def _keys(ctx: RequestContext, gate: str) -> tuple[str, str]:
     prefix = ctx.services["settings"].redis_prefix
     return f"{prefix}:test:started:{gate}", f"{prefix}:test:release:{gate}"
@@ -63,10 +87,18 @@ def _keys(ctx: RequestContext, gate: str) -> tuple[str, str]:
 @agent.handler("WAIT", payload_model=WaitPayload)
 async def wait(payload: WaitPayload, ctx: RequestContext) -> dict[str, Any]:
     started, release = _keys(ctx, payload.gate)
+    active = f"{ctx.services['settings'].redis_prefix}:test:active:{ctx.services['replica_id']}"
     client = aioredis.Redis.from_url(ctx.services["settings"].redis_url, decode_responses=True)
     try:
+        # How many WAITs this replica holds at once, as each one starts: tests check the recorded
+        # concurrency never passes its capacity.
+        now_active = await client.incr(active)
+        await client.rpush(f"{active}:seen", now_active)
         await client.rpush(started, ctx.services["replica_id"])
-        released = await client.blpop([release], timeout=payload.max_wait_seconds)
+        try:
+            released = await client.blpop([release], timeout=payload.max_wait_seconds)
+        finally:
+            await client.decr(active)
     finally:
         await client.aclose()
     return {"released": released is not None, "replica": ctx.services["replica_id"], "via": ctx.via}

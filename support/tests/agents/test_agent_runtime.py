@@ -45,7 +45,7 @@ def test_agent_registers_with_its_capabilities(echo: ServiceProcess, registry: S
     assert record is not None
     assert record["base_url"] == echo.url and record["capacity"] == 2
     assert [c["name"] for c in record["capabilities"]] == ["echo", "wait"]
-    assert record["metadata"]["request_types"] == ["ECHO", "FAIL", "WAIT"]
+    assert record["metadata"]["request_types"] == ["ECHO", "FAIL", "RUN", "WAIT"]
     health = httpx.get(f"{echo.url}/health").json()
     assert health["registered"] is True and health["state"] == "idle"
 
@@ -68,6 +68,7 @@ def test_http_errors_are_4xx_or_error_responses(echo: ServiceProcess) -> None:
     assert "NOPE" in unknown.json()["error"] and unknown.json()["supported_request_types"] == [
         "ECHO",
         "FAIL",
+        "RUN",
         "WAIT",
     ]
     bad_payload = httpx.post(
@@ -111,7 +112,7 @@ async def test_bus_requests(echo: ServiceProcess, redis_url: str, module_prefix:
         )
         assert by_cap.status == ResponseStatus.SUCCESS and by_cap.result["text"] == "c"
         unknown = await bus.request_agent(AgentRequestEvent(**request("NOPE", {})), timeout=20)
-        assert unknown.status == ResponseStatus.REJECTED and "ECHO, FAIL, WAIT" in (unknown.error or "")
+        assert unknown.status == ResponseStatus.REJECTED and "ECHO, FAIL, RUN, WAIT" in (unknown.error or "")
         bad = await bus.request_agent(AgentRequestEvent(**request("ECHO", {"text": ""})), timeout=20)
         assert bad.status == ResponseStatus.ERROR and "payload.text" in (bad.error or "")
         failed = await bus.request_agent(AgentRequestEvent(**request("FAIL", {"reason": "bus"})), timeout=20)
