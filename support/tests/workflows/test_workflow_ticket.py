@@ -1,0 +1,131 @@
+"""A ticket end to end through the real services: the registry, the documentation, code-review,
+cicd and infrastructure agents and the orchestrator service (its run workers, the task dispatcher
+and the ticket waker), as processes, on the sample repository."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from agent_orchestrator.demo.sample_repo import SampleRepo, create_sample_repo
+from agent_orchestrator.runs.queue import RunQueue
+from agent_orchestrator.tasks import TaskStatus, TaskStore
+from agent_orchestrator.tickets import (
+    PhaseTransition,
+    RepoRef,
+    TicketCreate,
+    TicketStatus,
+    TicketStore,
+    TicketUpdate,
+)
+from agent_orchestrator.tickets.lifecycle import open_ticket
+from shared.db import open_pool
+from support.tests.agents.processes import free_port
+from support.tests.workflows.flagship_platform import Platform, running_platform
+
+pytestmark = pytest.mark.integration
+
+PHASES = ["INITIAL", "IMPLEMENTATION", "INTEGRATION", "REFACTORING", "DONE"]
+
+
+@pytest.fixture(scope="module")
+def platform(module_env: dict[str, str], log_dir: Path) -> Iterator[Platform]:
+    agents = ["documentation", "code-review", "cicd", "infrastructure"]
+    with running_platform(module_env, log_dir, agents) as running:
+        yield running
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await open_pool(database_url, min_size=1, max_size=4, name="ticket-tests")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Callable[[], SampleRepo]:
+    count = iter(range(100))
+    return lambda: create_sample_repo(tmp_path / f"repo{next(count)}", free_port())
+
+
+def follow(platform: Platform, ticket_id: UUID) -> dict[str, Any]:
+    """The ticket's run once it rests: finished, or waiting for a person (not for its tasks)."""
+    with platform.client() as client:
+        return client.follow_ticket(str(ticket_id))
+
+
+async def test_a_ticket_goes_through_every_phase_with_real_work(
+    platform: Platform, pool: AsyncConnectionPool, sample: Callable[[], SampleRepo]
+) -> None:
+    repo = sample()
+    tickets, tasks = TicketStore(pool), TaskStore(pool)
+    ticket = await open_ticket(
+        RunQueue(pool),
+        tickets,
+        TicketCreate(
+            title="Greet people by name",
+            repo=RepoRef(path=str(repo.path), head_branch=repo.feature),
+            created_by="alice",
+        ),
+    )
+
+    run = await asyncio.to_thread(follow, platform, ticket.id)
+
+    assert run["status"] == "succeeded", run.get("error")
+    done = await tickets.get(ticket.id)
+    assert (done.phase, done.status) == ("DONE", TicketStatus.DONE)
+    assert [h.to_phase for h in await tickets.history(ticket.id)] == PHASES
+    all_tasks = await tasks.list_tasks(ticket.id)
+    assert all_tasks and all(t.status is TaskStatus.SUCCEEDED for t in all_tasks), [
+        (t.key, t.status, t.error) for t in all_tasks if t.status is not TaskStatus.SUCCEEDED
+    ]
+    # Each phase ran on the agents: the context carries every task's result under its key.
+    assert {t.key for t in all_tasks} <= set(done.context)
+    assert done.context["tests"]["status"] == "passed"
+    # Deployed to staging under the agent's lock, and serving.
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(repo.url + "/")).status_code == 200
+    report = run["result"]["final_result"]["report"]
+    assert "DONE" in report and "| INTEGRATION | deploy |" in report
+    # Every task transition is an event of the ticket's run.
+    kinds = await asyncio.to_thread(lambda: [e.kind for e in platform.client().events(str(ticket.run_id))])
+    assert "task_succeeded" in kinds and "ticket_phase" in kinds
+
+
+async def test_a_ticket_without_a_pushed_branch_waits_blocked_for_a_person(
+    platform: Platform, pool: AsyncConnectionPool, sample: Callable[[], SampleRepo]
+) -> None:
+    repo = sample()
+    tickets, queue = TicketStore(pool), RunQueue(pool)
+    ticket = await open_ticket(
+        queue,
+        tickets,
+        TicketCreate(title="No branch yet", repo=RepoRef(path=str(repo.path)), created_by="bob"),
+    )
+
+    waiting = await asyncio.to_thread(follow, platform, ticket.id)
+
+    assert waiting["status"] == "interrupted"
+    blocked = await tickets.get(ticket.id)
+    assert (blocked.phase, blocked.status) == ("BLOCKED", TicketStatus.BLOCKED)
+    [*_, last] = await tickets.history(ticket.id)
+    assert last.from_phase == "IMPLEMENTATION" and "{repo.head_branch}" in last.reason
+    # The person pushes the branch, names it and sends the ticket back: the run goes on to the end.
+    updated = await tickets.update(ticket.id, blocked.version, TicketUpdate(head_branch=repo.feature))
+    await tickets.transition(
+        ticket.id,
+        PhaseTransition(
+            to_phase="IMPLEMENTATION", actor="bob", reason="pushed", expected_version=updated.version
+        ),
+    )
+    assert await queue.resume(ticket.id, {"by": "bob"}, "bob") is not None
+    run = await asyncio.to_thread(follow, platform, ticket.id)
+    assert run["status"] == "succeeded", run.get("error")
+    assert (await tickets.get(ticket.id)).phase == "DONE"
