@@ -55,6 +55,7 @@ class DispatcherOptions:
     idle_wait_seconds: float = 5.0  # longest sleep without a notification
     no_agent_retry_seconds: float = 1.0  # a task nobody can take now is looked at again after this
     registry_ttl_seconds: float = 0.5  # how long the registry's view of the agents is reused
+    send_concurrency: int = 32  # bus sends in flight at once (each holds a Redis connection)
 
 
 @dataclass
@@ -157,11 +158,55 @@ class Dispatcher:
         claimed = await self.store.claim_ready(
             self.id, min(room, self.options.batch_size), self.options.claim_lease_seconds, capabilities
         )
-        sent = 0
+        if not claimed:
+            return 0
+        plan, unplaced = self._plan(claimed, services, free)
+        outcomes = await self.store.assign_agents(
+            [(task, agent, services[agent].capacity) for task, agent in plan],
+            lease_seconds=self.options.claim_lease_seconds,
+        )
+        to_send = []
+        for task, agent in plan:
+            outcome = outcomes.get(task.id)
+            if outcome is AssignOutcome.ASSIGNED:
+                to_send.append((task, agent))
+            elif outcome is AssignOutcome.AT_CAPACITY:
+                unplaced.append(task)  # another dispatcher filled that agent meanwhile
+        for task in unplaced:
+            await self.store.release(
+                task.id,
+                task.attempt,
+                self.options.no_agent_retry_seconds,
+                f"no live agent with free capacity offers {task.capability!r}",
+            )
+            metrics.TASKS_WAITING_FOR_AGENT.labels(task.capability).inc()
+        limit = asyncio.Semaphore(self.options.send_concurrency)
+
+        async def send(task: Task, agent: str) -> bool:
+            async with limit:
+                return await self._send(task, agent)
+
+        return sum(await asyncio.gather(*(send(task, agent) for task, agent in to_send)))
+
+    @staticmethod
+    def _plan(
+        claimed: list[Task], services: dict[str, AgentService], free: dict[str, int]
+    ) -> tuple[list[tuple[Task, str]], list[Task]]:
+        """The agent service for each claimed task: the one with the most free slots for its
+        capability (then the most capacity); tasks no service can take now are returned apart."""
+        plan: list[tuple[Task, str]] = []
+        unplaced: list[Task] = []
         for task in claimed:
-            if await self._dispatch(task, services, free):
-                sent += 1
-        return sent
+            candidates = [
+                s for s in services.values() if task.capability in s.capabilities and free[s.name] > 0
+            ]
+            if not candidates:
+                unplaced.append(task)
+                continue
+            best = max(candidates, key=lambda s: (free[s.name], s.capacity))
+            free[best.name] -= 1
+            plan.append((task, best.name))
+        return plan, unplaced
 
     async def _services(self) -> dict[str, AgentService]:
         """The live agent services, re-read from the registry at most every `registry_ttl_seconds`."""
@@ -169,34 +214,6 @@ class Dispatcher:
         if self._services_cache is None or now - self._services_cache[0] >= self.options.registry_ttl_seconds:
             self._services_cache = (now, services_from_records(await self.registry.list_agents()))
         return self._services_cache[1]
-
-    async def _dispatch(self, task: Task, services: dict[str, AgentService], free: dict[str, int]) -> bool:
-        candidates = [s for s in services.values() if task.capability in s.capabilities and free[s.name] > 0]
-        # Most free slots first; then the service with the most capacity (a tie stays in registry order).
-        candidates.sort(key=lambda s: (free[s.name], s.capacity), reverse=True)
-        for service in candidates:
-            outcome = await self.store.assign_agent(
-                task.id,
-                task.attempt,
-                service.name,
-                capacity=service.capacity,
-                lease_seconds=self.options.claim_lease_seconds,
-            )
-            if outcome is None:
-                return False  # fenced out: another dispatcher's attempt (cannot happen for our claim)
-            if outcome is AssignOutcome.AT_CAPACITY:
-                free[service.name] = 0  # another dispatcher filled it meanwhile
-                continue
-            free[service.name] -= 1
-            return await self._send(task, service.name)
-        await self.store.release(
-            task.id,
-            task.attempt,
-            self.options.no_agent_retry_seconds,
-            f"no live agent with free capacity offers {task.capability!r}",
-        )
-        metrics.TASKS_WAITING_FOR_AGENT.labels(task.capability).inc()
-        return False
 
     async def _send(self, task: Task, agent: str) -> bool:
         request = AgentRequestEvent(

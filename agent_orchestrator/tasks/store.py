@@ -53,6 +53,7 @@ SELECT status, count(*)::int AS n,
        count(*) FILTER (WHERE status = 'ready' AND not_before <= now())::int AS due
 FROM tasks GROUP BY status
 """
+ASSIGN_MANY_SQL = "SELECT * FROM assign_task_agents(%s, %s)"
 FAIL_SQL = "SELECT fail_task_attempt(%s, %s, %s, %s, %s, %s, %s, %s) AS status"
 EXPIRE_SQL = "SELECT * FROM expire_task_leases(%s, %s)"
 CANCEL_SQL = "SELECT * FROM cancel_task(%s, %s)"
@@ -138,6 +139,19 @@ class TaskStore:
         holds that many tasks, checked atomically across dispatchers. None: fenced out."""
         row = await self._one(ASSIGN_SQL, (task_id, attempt, agent, capacity, lease_seconds))
         return AssignOutcome(row["outcome"]) if row and row["outcome"] else None
+
+    async def assign_agents(
+        self, assignments: Sequence[tuple[Task, str, int]], *, lease_seconds: float | None = None
+    ) -> dict[UUID, AssignOutcome | None]:
+        """`assign_agent` for a whole batch of (claimed task, agent, agent capacity) in one round trip."""
+        if not assignments:
+            return {}
+        body = [
+            {"id": str(task.id), "attempt": task.attempt, "agent": agent, "capacity": capacity}
+            for task, agent, capacity in assignments
+        ]
+        rows = await self._rows(ASSIGN_MANY_SQL, (Jsonb(body), lease_seconds))
+        return {r["id"]: AssignOutcome(r["outcome"]) if r["outcome"] else None for r in rows}
 
     async def release(
         self, task_id: UUID, attempt: int, retry_in: float = 0.0, reason: str | None = None

@@ -74,6 +74,8 @@ CREATE INDEX tasks_ready_idx ON tasks (priority DESC, created_at, id) WHERE stat
 CREATE INDEX tasks_lease_idx ON tasks (lease_expires_at) WHERE status IN ('assigned', 'running');
 CREATE INDEX tasks_deadline_idx ON tasks (deadline_at) WHERE status = 'running';
 CREATE INDEX tasks_ticket_idx ON tasks (ticket_id, phase, status);
+-- Promotion looks for a ticket's pending tasks after every completion: only those, never the rest.
+CREATE INDEX tasks_pending_idx ON tasks (ticket_id) WHERE status = 'pending';
 CREATE INDEX tasks_agent_idx ON tasks (assigned_agent) WHERE status IN ('assigned', 'running');
 
 -- ---------------------------------------------------------------------------------------------
@@ -443,6 +445,26 @@ BEGIN
                                    ELSE now() + make_interval(secs => p_lease_seconds) END
     WHERE id = p_id;
     RETURN 'assigned';
+END;
+$$;
+
+-- A dispatcher's whole batch in one call: p_assignments is [{id, attempt, agent, capacity}, ...]; each
+-- is assign_task_agent's decision, in order, in one transaction (the per-agent locks are held to its
+-- end, so the capacity counts stay right across dispatchers). Returns (id, outcome) per assignment.
+CREATE FUNCTION assign_task_agents(p_assignments jsonb, p_lease_seconds double precision DEFAULT NULL)
+RETURNS TABLE (id uuid, outcome text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_item jsonb;
+BEGIN
+    IF p_assignments IS NULL OR jsonb_typeof(p_assignments) <> 'array' THEN
+        PERFORM tasks_invalid('assignments', 'assignments must be a JSON array');
+    END IF;
+    FOR v_item IN SELECT value FROM jsonb_array_elements(p_assignments) LOOP
+        id := (v_item ->> 'id')::uuid;
+        outcome := assign_task_agent(id, (v_item ->> 'attempt')::integer, v_item ->> 'agent',
+                                     (v_item ->> 'capacity')::integer, p_lease_seconds);
+        RETURN NEXT;
+    END LOOP;
 END;
 $$;
 
