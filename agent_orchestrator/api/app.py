@@ -25,6 +25,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from agent_orchestrator.api.runs import router as runs_router
+from agent_orchestrator.api.tasks import router as tasks_router
+from agent_orchestrator.api.tickets import router as tickets_router
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
 from agent_orchestrator.runs.workflow_table import WorkflowTable
@@ -59,6 +61,8 @@ def create_orchestrator_app(
     app.state.settings = settings
     app.state.agent_service = service
     app.include_router(runs_router)
+    app.include_router(tickets_router)
+    app.include_router(tasks_router)
     agent_lifespan = app.router.lifespan_context
     options = worker_options or WorkerOptions()
 

@@ -1,7 +1,10 @@
-"""A small synchronous client of the orchestrator's runs API (used by the CLI, the demo and tests).
+"""A small synchronous client of the orchestrator's API: runs, tickets and tasks (used by the CLI,
+the demo and tests).
 
 `follow()` reads the run's server-sent events until the run rests: finished (the server
-ends the stream) or waiting for a person (`interrupted`). No polling: the server pushes.
+ends the stream) or waiting for a person (`interrupted`). `follow_ticket()` does the same for a
+ticket's run, except that waiting for its tasks is not resting (agents are at work then).
+No polling: the server pushes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from agent_orchestrator.tickets.lifecycle import WAITING_FOR_TASKS, waiting_for
 
 RESTING_EVENTS = frozenset({"interrupted", "succeeded", "failed", "cancelled"})
 
@@ -104,14 +109,15 @@ class OrchestratorClient:
         body = {"checkpoint_id": checkpoint_id}
         return self._call("POST", f"/runs/{run_id}/replay", json=body)  # type: ignore[no-any-return]
 
-    def events(self, run_id: str, after: int = 0, follow: bool = True) -> Iterator[RunEvent]:
-        """The run's events as they happen (the stream ends when the run has finished)."""
-        params = {"after": after, "follow": str(follow).lower()}
+    def _events(self, path: str, what: str, params: dict[str, Any]) -> Iterator[RunEvent]:
         try:
-            with self._http.stream("GET", f"/runs/{run_id}/events", params=params, timeout=None) as response:
+            with self._http.stream("GET", path, params=params, timeout=None) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise OrchestratorError(_error_text(response), response.status_code)
+                    raise OrchestratorError(
+                        f"GET {path}: HTTP {response.status_code}: {_error_text(response)}",
+                        response.status_code,
+                    )
                 kind, event_id, data = "message", None, ""
                 for line in response.iter_lines():
                     if line.startswith("id:"):
@@ -124,7 +130,12 @@ class OrchestratorClient:
                         yield RunEvent(event_id, kind, json.loads(data))
                         kind, event_id, data = "message", None, ""
         except httpx.HTTPError as exc:
-            raise OrchestratorError(f"event stream of run {run_id} broke: {exc}") from None
+            raise OrchestratorError(f"event stream of {what} broke: {exc}") from None
+
+    def events(self, run_id: str, after: int = 0, follow: bool = True) -> Iterator[RunEvent]:
+        """The run's events as they happen (the stream ends when the run has finished)."""
+        params = {"after": after, "follow": str(follow).lower()}
+        return self._events(f"/runs/{run_id}/events", f"run {run_id}", params)
 
     def follow(
         self, run_id: str, on_event: Callable[[RunEvent], None] | None = None, after: int = 0
@@ -151,3 +162,111 @@ class OrchestratorClient:
             final = values.get("final_result")
             return final if isinstance(final, dict) else None
         return None
+
+    # -- tickets and tasks (/api/v1) ----------------------------------------------------------
+
+    def create_ticket(
+        self,
+        title: str,
+        repo: str,
+        *,
+        head: str | None = None,
+        base: str | None = None,
+        description: str | None = None,
+        priority: str | None = None,
+        labels: list[str] | None = None,
+        phase_file: str | None = None,
+    ) -> dict[str, Any]:
+        """File a ticket (its run starts at once); the creator is the token's holder."""
+        ref = {"path": repo, "base_branch": base, "head_branch": head}
+        body = {
+            "title": title,
+            "repo": _given(ref),
+            "description": description,
+            "priority": priority,
+            "labels": labels,
+            "phase_file": phase_file,
+        }
+        return self._call("POST", "/api/v1/tickets", json=_given(body))  # type: ignore[no-any-return]
+
+    def list_tickets(self, **filters: Any) -> list[dict[str, Any]]:
+        """Filters: status, phase, priority, label, created_by, limit, offset (None: not filtered)."""
+        return self._call("GET", "/api/v1/tickets", params=_given(filters))  # type: ignore[no-any-return]
+
+    def get_ticket(self, ticket_id: str) -> dict[str, Any]:
+        """The ticket with `phase_tasks` (its current phase's task counts), `run_status`, `waiting_for`."""
+        return self._call("GET", f"/api/v1/tickets/{ticket_id}")  # type: ignore[no-any-return]
+
+    def update_ticket(self, ticket_id: str, expected_version: int, **changes: Any) -> dict[str, Any]:
+        """Change title, description, priority, labels, head_branch; 409 when the version is stale."""
+        body = {**changes, "expected_version": expected_version}
+        return self._call("PATCH", f"/api/v1/tickets/{ticket_id}", json=body)  # type: ignore[no-any-return]
+
+    def transition_ticket(
+        self, ticket_id: str, to_phase: str, reason: str = "", expected_version: int | None = None
+    ) -> dict[str, Any]:
+        body = _given({"to_phase": to_phase, "reason": reason, "expected_version": expected_version})
+        return self._call("POST", f"/api/v1/tickets/{ticket_id}/transition", json=body)  # type: ignore[no-any-return]
+
+    def cancel_ticket(self, ticket_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/tickets/{ticket_id}/cancel")  # type: ignore[no-any-return]
+
+    def ticket_history(self, ticket_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/v1/tickets/{ticket_id}/history")  # type: ignore[no-any-return]
+
+    def ticket_events(self, ticket_id: str, after: int = 0, follow: bool = True) -> Iterator[RunEvent]:
+        """The events of the ticket's run as they happen (phase moves, task status changes, progress)."""
+        params = {"after": after, "follow": str(follow).lower()}
+        return self._events(f"/api/v1/tickets/{ticket_id}/events", f"ticket {ticket_id}", params)
+
+    def follow_ticket(
+        self, ticket_id: str, on_event: Callable[[RunEvent], None] | None = None, after: int = 0
+    ) -> dict[str, Any]:
+        """Read the ticket's events until its run rests: finished, or waiting for a person (a BLOCKED
+        ticket). Waiting for its tasks is not resting: agents are at work. Returns the run."""
+        ticket = self.get_ticket(ticket_id)
+        run_id = str(ticket["run_id"] or ticket["id"])  # a ticket's run has the ticket's id
+        for event in self.ticket_events(ticket_id, after=after):
+            if on_event is not None:
+                on_event(event)
+            if event.kind == "end":
+                break
+            if event.kind == "interrupted" and not _waits_for_tasks(
+                (event.data.get("data") or {}).get("interrupt")
+            ):
+                run = self.get_run(run_id)
+                if run["status"] == "interrupted" and not _waits_for_tasks(run.get("interrupt")):
+                    return run
+        return self.get_run(run_id)
+
+    def list_tasks(
+        self,
+        ticket: str | None = None,
+        statuses: list[str] | None = None,
+        phase: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Tasks of a ticket, or of every ticket in work; `statuses` are OR-ed."""
+        params = _given(
+            {"ticket": ticket, "status": statuses or None, "phase": phase, "limit": limit, "offset": offset}
+        )
+        return self._call("GET", "/api/v1/tasks", params=params)  # type: ignore[no-any-return]
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    def retry_task(self, task_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/tasks/{task_id}/retry")  # type: ignore[no-any-return]
+
+    def cancel_task(self, task_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/tasks/{task_id}/cancel")  # type: ignore[no-any-return]
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The entries that were given (None means "not given": the server's default applies)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _waits_for_tasks(interrupt: Any) -> bool:
+    return waiting_for(interrupt) == WAITING_FOR_TASKS

@@ -210,17 +210,9 @@ def _sse(event_id: int | None, kind: str, data: Any) -> str:
     return f"{head}event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-@router.get("/runs/{run_id}/events")
-async def run_events(
-    run_id: UUID,
-    rt: Runtime,
-    after: Annotated[int, Query(ge=0)] = 0,
-    follow: bool = True,
-    last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    """Server-sent events of the run (node progress, lifecycle); ends when the run has finished."""
-    await _run_or_404(rt, run_id)
-    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+def event_stream(rt: RunsRuntime, run_id: UUID, start: int = 0, follow: bool = True) -> StreamingResponse:
+    """Server-sent events of a run after event `start` (node progress, lifecycle and whatever else
+    the run records); with `follow`, the stream ends only when the run has finished."""
 
     async def stream() -> AsyncIterator[str]:
         last = start
@@ -249,3 +241,21 @@ async def run_events(
             sub.close()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def resume_point(after: int, last_event_id: str | None) -> int:
+    """Where a (re)connecting event stream starts: the Last-Event-ID header wins over `after`."""
+    return int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+
+
+@router.get("/runs/{run_id}/events")
+async def run_events(
+    run_id: UUID,
+    rt: Runtime,
+    after: Annotated[int, Query(ge=0)] = 0,
+    follow: bool = True,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Server-sent events of the run (node progress, lifecycle); ends when the run has finished."""
+    await _run_or_404(rt, run_id)
+    return event_stream(rt, run_id, resume_point(after, last_event_id), follow)

@@ -11,12 +11,16 @@ from agent_orchestrator.cli.db import db_app
 from agent_orchestrator.cli.locks import locks_app
 from agent_orchestrator.cli.runs import approve, history, reject, run_app, status
 from agent_orchestrator.cli.stack import agents, doctor, down, up
+from agent_orchestrator.cli.tasks import tasks_app
+from agent_orchestrator.cli.tickets import ticket_app
 from shared.logging import configure_logging
 
 app = typer.Typer(help="devtools: multi-agent orchestration for software delivery.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(locks_app, name="locks")
 app.add_typer(run_app, name="run")
+app.add_typer(ticket_app, name="ticket")
+app.add_typer(tasks_app, name="tasks")
 for _command in (up, agents, doctor, down, status, approve, reject, history):
     app.command()(_command)
 
