@@ -32,7 +32,7 @@ from agent_orchestrator.runs.worker import WorkerOptions
 from agent_orchestrator.runs.workflow_table import WorkflowTable
 from agent_orchestrator.tasks import TaskStore
 from agent_orchestrator.tasks.dispatcher import Dispatcher, DispatcherOptions
-from agent_orchestrator.tickets.lifecycle import TicketWaker
+from agent_orchestrator.tickets import TicketWaker
 from agent_orchestrator.workflows.agent_calls import close_resources, install_resources
 from services.orchestrator_agent.agent import agent as orchestrator_agent
 from shared.agents import AgentService, AgentServiceSettings, RegistryClient

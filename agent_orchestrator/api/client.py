@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from agent_orchestrator.tickets.lifecycle import WAITING_FOR_TASKS, waiting_for
+from agent_orchestrator.tickets import WAITING_FOR_TASKS, waiting_for
 
 RESTING_EVENTS = frozenset({"interrupted", "succeeded", "failed", "cancelled"})
 

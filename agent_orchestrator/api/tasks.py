@@ -12,8 +12,14 @@ from fastapi import APIRouter, HTTPException, Query
 from agent_orchestrator.api.runs import Writer
 from agent_orchestrator.api.tickets import DomainErrorRoute, Tasks, Tickets
 from agent_orchestrator.tasks import Task, TaskStatus, TaskStore
-from agent_orchestrator.tickets import TicketQuery, TicketStatus, TicketStore
-from agent_orchestrator.tickets.models import MAX_LIST_LIMIT, MAX_LIST_OFFSET, PHASE_NAME_PATTERN
+from agent_orchestrator.tickets import (
+    MAX_LIST_LIMIT,
+    MAX_LIST_OFFSET,
+    PHASE_NAME_PATTERN,
+    TicketQuery,
+    TicketStatus,
+    TicketStore,
+)
 from shared.http import error_body
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=DomainErrorRoute)

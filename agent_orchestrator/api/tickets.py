@@ -33,6 +33,7 @@ from agent_orchestrator.tasks import (
     TaskStore,
 )
 from agent_orchestrator.tickets import (
+    WAITING_FOR_PERSON,
     PhaseHistoryEntry,
     PhaseTransition,
     RepoRef,
@@ -47,8 +48,10 @@ from agent_orchestrator.tickets import (
     TicketStore,
     TicketUpdate,
     TransitionRefused,
+    cancel_ticket,
+    open_ticket,
+    waiting_for,
 )
-from agent_orchestrator.tickets.lifecycle import WAITING_FOR_PERSON, cancel_ticket, open_ticket, waiting_for
 from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from shared.http import BIGINT_MAX, error_body, validation_fields
 

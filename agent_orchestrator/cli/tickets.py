@@ -32,8 +32,7 @@ from agent_orchestrator.cli.runs import (
     EXIT_WAITING,
     orchestrator,
 )
-from agent_orchestrator.tickets import Priority, TicketStatus
-from agent_orchestrator.tickets.lifecycle import WAITING_FOR_TASKS, waiting_for
+from agent_orchestrator.tickets import WAITING_FOR_TASKS, Priority, TicketStatus, waiting_for
 
 # What the default phase file's tasks ask for (the registry and the orchestrator come anyway).
 TICKET_AGENTS = ["code-review", "cicd", "documentation", "infrastructure"]

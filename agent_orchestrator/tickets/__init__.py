@@ -5,7 +5,8 @@ transitions checked against the `PhaseMachine`, history, context, run). `load_ph
 reads `config/phases/<name>.yaml`; a machine's `tasks_for(phase, template_variables(ticket))`
 renders the tasks a phase generates. Modules: `models`, `errors`, `variables` (placeholders),
 `machine` (the state machine and task templates), `phases` (loading and validation), `store`
-(over config/state/070_tickets.sql).
+(over config/state/070_tickets.sql), `lifecycle` (opening and cancelling a ticket with its durable
+run, and the waker that resumes the run when its phase's tasks are done).
 """
 
 from agent_orchestrator.tickets.errors import (
@@ -18,8 +19,21 @@ from agent_orchestrator.tickets.errors import (
     VariableError,
     ticket_error_from,
 )
+from agent_orchestrator.tickets.lifecycle import (
+    TICKET_WORKFLOW,
+    WAITING_FOR_PERSON,
+    WAITING_FOR_TASKS,
+    TicketWaker,
+    cancel_ticket,
+    open_ticket,
+    start_ticket_run,
+    waiting_for,
+)
 from agent_orchestrator.tickets.machine import Phase, PhaseMachine, TaskTemplate
 from agent_orchestrator.tickets.models import (
+    MAX_LIST_LIMIT,
+    MAX_LIST_OFFSET,
+    PHASE_NAME_PATTERN,
     PhaseHistoryEntry,
     PhaseTransition,
     Priority,
@@ -40,7 +54,13 @@ from agent_orchestrator.tickets.store import TicketStore
 from agent_orchestrator.tickets.variables import resolve, template_variables
 
 __all__ = [
+    "MAX_LIST_LIMIT",
+    "MAX_LIST_OFFSET",
     "PHASES_DIR",
+    "PHASE_NAME_PATTERN",
+    "TICKET_WORKFLOW",
+    "WAITING_FOR_PERSON",
+    "WAITING_FOR_TASKS",
     "Phase",
     "PhaseFileError",
     "PhaseHistoryEntry",
@@ -59,12 +79,17 @@ __all__ = [
     "TicketStatus",
     "TicketStore",
     "TicketUpdate",
+    "TicketWaker",
     "TransitionRefused",
     "VariableError",
+    "cancel_ticket",
     "load_phase_file",
     "load_phase_machine",
+    "open_ticket",
     "phase_file_names",
     "resolve",
+    "start_ticket_run",
     "template_variables",
     "ticket_error_from",
+    "waiting_for",
 ]

@@ -124,19 +124,24 @@ class TicketWaker:
             await listener.stop()
 
     async def wake(self, ticket_id: UUID | None = None) -> list[UUID]:
-        """Resume every (or this) ticket run waiting for tasks that are all final; returns their ids."""
+        """Resume every (or this) open ticket's run that waits for tasks now all final, or for a person
+        although the ticket is open again; returns the tickets' ids."""
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(WAITING_SQL, {"ticket": ticket_id})).fetchall()
         resumed = []
         for row in rows:
-            if waiting_for(row["interrupt"]) != WAITING_FOR_TASKS:
+            waiting = waiting_for(row["interrupt"])
+            if waiting == WAITING_FOR_PERSON:
+                # The ticket is open again: a person moved it on before its run had recorded the wait.
+                decision: dict[str, Any] = {"ticket": "open", "phase": row["phase"]}
+            elif waiting == WAITING_FOR_TASKS:
+                summary = await self.tasks.phase_summary(row["id"], row["phase"])
+                if not summary.all_final:
+                    continue
+                decision = {"tasks": "final", "phase": row["phase"]}
+            else:
                 continue
-            summary = await self.tasks.phase_summary(row["id"], row["phase"])
-            if not summary.all_final:
-                continue
-            run = await self.queue.resume(
-                row["run_id"], {"tasks": "final", "phase": row["phase"]}, "ticket-waker"
-            )
+            run = await self.queue.resume(row["run_id"], decision, "ticket-waker")
             if run is not None and run.status is RunStatus.QUEUED:
                 resumed.append(row["id"])
                 log.info("ticket resumed", extra={"ticket_id": str(row["id"]), "phase": row["phase"]})

@@ -18,6 +18,7 @@ tasks are created once per phase and a transition already made is simply found m
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -29,6 +30,8 @@ from agent_orchestrator.runs.context import current_run
 from agent_orchestrator.runs.queue import RunQueue
 from agent_orchestrator.tasks import TaskStatus, TaskStore
 from agent_orchestrator.tickets import (
+    WAITING_FOR_PERSON,
+    WAITING_FOR_TASKS,
     PhaseTransition,
     Ticket,
     TicketStatus,
@@ -36,8 +39,11 @@ from agent_orchestrator.tickets import (
     VariableError,
     template_variables,
 )
-from agent_orchestrator.tickets.lifecycle import WAITING_FOR_PERSON, WAITING_FOR_TASKS
+from agent_orchestrator.workflows.agent_calls import emit_event
 from agent_orchestrator.workflows.state import MultiAgentState, append_list
+from shared.bus import BusUnavailable, InterAgentEventType
+
+log = logging.getLogger(__name__)
 
 ACTOR = "ticket-workflow"
 # Every phase visit is one step; a ticket blocked and resumed many times needs more than LangGraph's 25.
@@ -70,7 +76,14 @@ async def _move(tickets: TicketStore, queue: RunQueue, ticket: Ticket, to: str, 
         ticket.id,
         PhaseTransition(to_phase=to, actor=ACTOR, reason=reason[:2000], expected_version=ticket.version),
     )
-    await _event(queue, "ticket_phase", {"from": ticket.phase, "to": to, "reason": reason[:500]})
+    change = {"ticket_id": str(ticket.id), "from": ticket.phase, "to": to, "reason": reason[:500]}
+    await _event(queue, "ticket_phase", change)
+    try:
+        await emit_event(InterAgentEventType.TICKET_PHASE_CHANGED, change, str(ticket.id))
+    except BusUnavailable as exc:  # the move is in SQL and in the run events; observers miss one broadcast
+        log.warning(
+            "ticket phase change not broadcast", extra={"ticket_id": str(ticket.id), "error": str(exc)}
+        )
     return moved
 
 

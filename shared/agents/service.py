@@ -37,8 +37,8 @@ from shared.agents.runtime import (
     parse_payload,
     rejection_response,
 )
-from shared.agents.task_lease import TaskLease, TaskRef, run_leased
-from shared.bus import AgentRequestEvent, AgentResponseEvent, ErrorClass, ResponseStatus
+from shared.agents.task_lease import TaskLease, TaskRef, announce_outcome, run_leased, task_error
+from shared.bus import AgentRequestEvent, AgentResponseEvent, ErrorClass
 from shared.cancellation import CancelToken, cancel_scope
 from shared.config import Settings, SettingsError, load_settings
 from shared.db import open_pool
@@ -242,17 +242,19 @@ class AgentService:
             lease = TaskLease(await self._tasks_pool(), task, self.agent.agent_id)
             holds = await lease.start()
         except psycopg.OperationalError as exc:
-            return self._task_error(
-                request, f"database unreachable: {exc}", "unavailable", ErrorClass.RETRYABLE
+            return task_error(
+                request,
+                self.agent.agent_id,
+                f"database unreachable: {exc}",
+                "unavailable",
+                ErrorClass.RETRYABLE,
             )
         if not holds:
-            return self._task_error(
-                request, f"task {task.task_id} attempt {task.attempt} is not held", "task_not_held",
-                ErrorClass.PERMANENT,
-            )  # fmt: skip
+            not_held = f"task {task.task_id} attempt {task.attempt} is not held"
+            return task_error(request, self.agent.agent_id, not_held, "task_not_held", ErrorClass.PERMANENT)
         response, lost = await run_leased(lease, token, lambda: execute(self.agent, spec, payload, ctx))
         if lost is not None:
-            return self._task_error(request, lost, "cancelled", ErrorClass.PERMANENT)
+            return task_error(request, self.agent.agent_id, lost, "cancelled", ErrorClass.PERMANENT)
         try:
             recorded = await lease.record(response)
         except psycopg.OperationalError as exc:
@@ -263,19 +265,8 @@ class AgentService:
                 "task outcome",
                 extra={"task_id": task.task_id, "attempt": task.attempt, "recorded": recorded},
             )
+            await announce_outcome(self.bus, self.registry_id, request, task, recorded, response)
         return response  # type: ignore[no-any-return]
-
-    def _task_error(
-        self, request: AgentRequestEvent, error: str, code: str, error_class: ErrorClass
-    ) -> AgentResponseEvent:
-        return AgentResponseEvent.for_request(
-            request,
-            self.agent.agent_id,
-            ResponseStatus.ERROR,
-            error=error,
-            error_code=code,
-            error_class=error_class,
-        )
 
     async def _tasks_pool(self) -> AsyncConnectionPool:
         async with self._task_pool_lock:

@@ -23,13 +23,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from prometheus_client import Counter
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from shared.bus import AgentResponseEvent, ErrorClass, ResponseStatus
+from shared.bus import (
+    AgentRequestEvent,
+    AgentResponseEvent,
+    BusUnavailable,
+    ErrorClass,
+    EventBus,
+    InterAgentEvent,
+    InterAgentEventType,
+    ResponseStatus,
+)
 from shared.cancellation import CancelToken
 
 log = logging.getLogger(__name__)
+
+# Outcomes as the agents record them: `ready` is a failure that will be retried, so retries by
+# error class are this counter's outcome="ready" series.
+TASK_OUTCOMES = Counter(
+    "devtools_agent_task_outcomes_total",
+    "Dispatched task attempts by the outcome the agent recorded",
+    ["agent", "outcome", "error_class"],
+)
 
 START_SQL = "SELECT start_task(%s, %s, %s, %s) AS holds"
 HEARTBEAT_SQL = "SELECT heartbeat_task(%s, %s, %s) AS cancel"
@@ -79,6 +97,11 @@ class TaskLease:
     async def record(self, response: AgentResponseEvent) -> str:
         """Record the handler's answer for this attempt: 'succeeded', 'ready' (retried later),
         'failed', or 'fenced' when the attempt no longer holds the task."""
+        outcome, error_class = await self._record(response)
+        TASK_OUTCOMES.labels(self.agent_id, outcome, error_class or "").inc()
+        return outcome
+
+    async def _record(self, response: AgentResponseEvent) -> tuple[str, str | None]:
         async with self.pool.connection() as conn:
             if response.status is ResponseStatus.SUCCESS:
                 row = await (
@@ -86,7 +109,7 @@ class TaskLease:
                         COMPLETE_SQL, (self.task.task_id, self.task.attempt, Jsonb(response.result or {}))
                     )
                 ).fetchone()
-                return "succeeded" if row and row["ok"] else "fenced"
+                return ("succeeded" if row and row["ok"] else "fenced"), None
             error_class = response.error_class or ErrorClass.RETRYABLE  # unclassified: within the budget
             kind = (
                 response.error_code
@@ -102,7 +125,7 @@ class TaskLease:
                 response.retry_after_seconds,
             )
             row = await (await conn.execute(FAIL_SQL, params)).fetchone()
-            return str(row["status"]) if row and row["status"] else "fenced"
+            return (str(row["status"]) if row and row["status"] else "fenced"), error_class.value
 
     async def keep(self, work: asyncio.Task[Any], token: CancelToken) -> None:
         """Renew until `work` ends; cancel it when the attempt is fenced out or cancelled."""
@@ -154,3 +177,48 @@ async def run_leased(
     finally:
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
+
+
+def task_error(
+    request: AgentRequestEvent, agent_id: str, error: str, code: str, error_class: ErrorClass
+) -> AgentResponseEvent:
+    """The answer to a dispatched request whose task this attempt cannot or may no longer work on."""
+    return AgentResponseEvent.for_request(
+        request, agent_id, ResponseStatus.ERROR, error=error, error_code=code, error_class=error_class
+    )
+
+
+async def announce_outcome(
+    bus: EventBus | None,
+    source: str,
+    request: AgentRequestEvent,
+    task: TaskRef,
+    recorded: str,
+    response: AgentResponseEvent,
+) -> None:
+    """Publish the recorded outcome on the bus (task_completed / task_failed). The state is in SQL,
+    so a broadcast that cannot be sent costs its observers only."""
+    if recorded == "fenced" or bus is None:
+        return
+    event_type = (
+        InterAgentEventType.TASK_COMPLETED if recorded == "succeeded" else InterAgentEventType.TASK_FAILED
+    )
+    payload = {
+        "task_id": task.task_id,
+        "attempt": task.attempt,
+        "status": recorded,
+        "agent": source,
+        "error_code": response.error_code,
+        "error_class": response.error_class,
+    }
+    try:
+        await bus.emit(
+            InterAgentEvent(
+                event_type=event_type,
+                source_agent=source,
+                payload={k: v for k, v in payload.items() if v is not None},
+                correlation_id=request.correlation_id,
+            )
+        )
+    except BusUnavailable as exc:
+        log.warning("task outcome not announced", extra={"task_id": task.task_id, "error": str(exc)})

@@ -59,6 +59,7 @@ class InterAgentEventType(StrEnum):
     TASK_DELEGATED = "task.delegated"
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
+    TICKET_PHASE_CHANGED = "ticket.phase_changed"
     RESOURCE_LOCKED = "resource.locked"
     RESOURCE_UNLOCKED = "resource.unlocked"
     AGENT_STATUS_CHANGE = "agent.status_change"

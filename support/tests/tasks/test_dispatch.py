@@ -8,13 +8,16 @@ import asyncio
 import os
 import signal
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import AsyncConnectionPool
 
 from agent_orchestrator.tasks import Task, TaskSpec, TaskStatus, TaskStore
@@ -215,7 +218,7 @@ async def _all_final(store: TaskStore, ticket: UUID) -> bool:
 
 
 async def test_a_retryable_failure_waits_for_not_before_and_a_permanent_one_is_not_retried(
-    pool: AsyncConnectionPool, dispatching: Dispatcher
+    pool: AsyncConnectionPool, dispatching: Dispatcher, replicas: dict[str, ServiceProcess]
 ) -> None:
     store = TaskStore(pool)
     ticket = await insert_ticket(pool)
@@ -271,6 +274,22 @@ async def test_a_retryable_failure_waits_for_not_before_and_a_permanent_one_is_n
     )
     assert again.attempt == 2
     assert (await store.get(broken.id)).attempt == 1  # type: ignore[union-attr]
+    # The agents count what they recorded, by error class: retries are the outcome="ready" series.
+    outcomes = await asyncio.to_thread(_outcome_counts, replicas)
+    assert outcomes[("ready", "retryable")] >= 1 and outcomes[("failed", "permanent")] >= 1, outcomes
+
+
+def _outcome_counts(replicas: dict[str, ServiceProcess]) -> dict[tuple[str, str], float]:
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    for service in replicas.values():
+        if service.process.poll() is not None:
+            continue
+        for family in text_string_to_metric_families(httpx.get(f"{service.url}/metrics", timeout=10).text):
+            if family.name == "devtools_agent_task_outcomes":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        counts[(sample.labels["outcome"], sample.labels["error_class"])] += sample.value
+    return counts
 
 
 async def _task_where(store: TaskStore, ticket: UUID, key: str, check: Callable[[Task], bool]) -> Task | None:

@@ -26,6 +26,7 @@ from agent_orchestrator.tickets import (
     TicketUpdate,
 )
 from agent_orchestrator.tickets.lifecycle import open_ticket
+from shared.bus import InterAgentEventType
 from shared.db import open_pool
 from support.tests.agents.processes import free_port
 from support.tests.workflows.flagship_platform import Platform, running_platform
@@ -97,6 +98,13 @@ async def test_a_ticket_goes_through_every_phase_with_real_work(
     # Every task transition is an event of the ticket's run.
     kinds = await asyncio.to_thread(lambda: [e.kind for e in platform.client().events(str(ticket.run_id))])
     assert "task_succeeded" in kinds and "ticket_phase" in kinds
+    # ... and published on the bus: delegated by the dispatcher, completed by the agents, phases moved.
+    published = {e.event_type for e in await asyncio.to_thread(platform.bus_events, str(ticket.id))}
+    assert {
+        InterAgentEventType.TASK_DELEGATED,
+        InterAgentEventType.TASK_COMPLETED,
+        InterAgentEventType.TICKET_PHASE_CHANGED,
+    } <= published
 
 
 async def test_a_ticket_without_a_pushed_branch_waits_blocked_for_a_person(
