@@ -22,7 +22,8 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
-from agent_orchestrator.api.client import OrchestratorClient, OrchestratorError, RunEvent
+from agent_orchestrator.api.client import OrchestratorClient, OrchestratorError
+from agent_orchestrator.api.run_progress import follow_ticket as follow_ticket_progress
 from agent_orchestrator.cli.console import console, err
 from agent_orchestrator.cli.runs import (
     EXIT_BAD_INPUT,
@@ -32,22 +33,10 @@ from agent_orchestrator.cli.runs import (
     EXIT_WAITING,
     orchestrator,
 )
-from agent_orchestrator.tickets import WAITING_FOR_TASKS, Priority, TicketStatus, waiting_for
+from agent_orchestrator.tickets import Priority, TicketStatus
 
 # What the default phase file's tasks ask for (the registry and the orchestrator come anyway).
 TICKET_AGENTS = ["code-review", "cicd", "documentation", "infrastructure"]
-TASK_MARKS = {
-    "pending": ("…", "dim"),
-    "ready": ("○", "dim"),
-    "assigned": ("→", "cyan"),
-    "running": ("▶", "cyan"),
-    "succeeded": ("✔", "green"),
-    "failed": ("✘", "red"),
-    "timed_out": ("✘", "red"),
-    "blocked": ("■", "yellow"),
-    "cancelled": ("✘", "yellow"),
-}
-
 ticket_app = typer.Typer(help="File tickets and follow them through their phases.", no_args_is_help=True)
 
 
@@ -56,29 +45,6 @@ def refused(exc: OrchestratorError) -> typer.Exit:
     err.print(f"[red]error:[/red] {escape(str(exc))}")
     bad_input = exc.status_code in (400, 404, 409, 413, 422)
     return typer.Exit(EXIT_BAD_INPUT if bad_input else EXIT_UNAVAILABLE)
-
-
-def print_ticket_event(event: RunEvent) -> None:
-    """One line per phase move, task status change and rest of the ticket's run."""
-    data = event.data.get("data") or {}
-    if event.kind == "ticket_phase":
-        moved = f"{data.get('from')} → {data.get('to')}"
-        console.print(
-            f"[bold magenta]{escape(moved)}[/bold magenta] [dim]{escape(data.get('reason', ''))}[/dim]"
-        )
-    elif event.kind.startswith("task_"):
-        status = event.kind.removeprefix("task_")
-        mark, style = TASK_MARKS.get(status, ("·", "dim"))
-        agent = f" [dim]({escape(data['agent'])})[/dim]" if data.get("agent") else ""
-        why = data.get("error") or data.get("blocked_reason")
-        line = f"  [{style}]{mark}[/{style}] {escape(str(data.get('phase')))} {escape(str(data.get('key')))}"
-        console.print(f"{line} {status}{agent}" + (f": {escape(why)}" if why else ""))
-    elif event.kind == "interrupted" and waiting_for(data.get("interrupt")) not in (None, WAITING_FOR_TASKS):
-        console.print("  [yellow]⏸[/yellow] waiting for a person")
-    elif event.kind in ("failed", "cancelled"):
-        console.print(
-            f"  [red]run {event.kind}[/red] {escape(str(data.get('error') or data.get('by') or ''))}"
-        )
 
 
 def tasks_table(title: str, tasks: list[dict[str, Any]], *, ticket: bool = False) -> Table:
@@ -142,7 +108,7 @@ def conclude_ticket(client: OrchestratorClient, ticket_id: str, run: dict[str, A
 def follow_ticket(client: OrchestratorClient, ticket_id: str) -> int:
     console.print(f"following ticket {ticket_id} (Ctrl-C stops following; the ticket goes on)")
     try:
-        run = client.follow_ticket(ticket_id, on_event=print_ticket_event)
+        run = follow_ticket_progress(client, ticket_id, console)
         return conclude_ticket(client, ticket_id, run)
     except OrchestratorError as exc:
         raise refused(exc) from None

@@ -5,7 +5,9 @@
 3. pr_deployment of the branch to a local `staging` (auto-approved: clean review on staging), GET it;
 4. parallel_docs of the repository into a folder;
 5. stop the deployed app (infrastructure STOP) and let self_healing bring it back, GET it again;
-6. print a summary, stop the app and every service it started, exit 0 when every step worked.
+6. file a ticket for the feature branch and follow it through every phase (INITIAL, IMPLEMENTATION,
+   INTEGRATION, REFACTORING, DONE), its tasks dispatched to the agents;
+7. print a summary, stop the app and every service it started, exit 0 when every step worked.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from agent_orchestrator.api.client import OrchestratorClient, OrchestratorError
-from agent_orchestrator.api.run_progress import follow_run
+from agent_orchestrator.api.run_progress import follow_run, follow_ticket
 from agent_orchestrator.demo.sample_repo import create_sample_repo
 from agent_orchestrator.stack import (
     PortInUseError,
@@ -205,6 +207,23 @@ def _story(settings: Settings, supervisor: Supervisor, token: str, console: Cons
         ok = run["status"] == "succeeded" and served is not None and served.startswith("HTTP 200")
         detail = f"{final.get('outcome')} after {final.get('attempts')} attempt(s); GET / -> {served}"
         steps.append(StepResult("self_healing", ok, detail, seconds, run["id"]))
+
+        console.rule("[bold]5. a ticket through every phase[/bold]")
+        started = time.monotonic()
+        ticket = client.create_ticket(
+            "Greet people by name", str(repo.path), head=repo.feature, base=repo.base, labels=["demo"]
+        )
+        console.print(f"ticket {ticket['id']} filed: {ticket['title']}")
+        run = follow_ticket(client, str(ticket["id"]), console)
+        final = client.final_result(run) or {}
+        if final.get("report"):
+            console.print(Markdown(final["report"]))
+        ticket = client.get_ticket(str(ticket["id"]))
+        tasks = client.list_tasks(ticket=str(ticket["id"]), limit=100)
+        done = sum(1 for t in tasks if t["status"] == "succeeded")
+        detail = f"{ticket['phase']}; {done}/{len(tasks)} tasks succeeded on the agents"
+        ok = ticket["phase"] == "DONE" and done == len(tasks)
+        steps.append(StepResult("ticket", ok, detail, time.monotonic() - started, str(ticket["id"])))
     except (OrchestratorError, httpx.HTTPError) as exc:
         steps.append(StepResult("error", False, str(exc), 0.0))
     finally:

@@ -122,6 +122,11 @@ def test_demo_runs_the_main_job_on_the_embedded_default_and_down_stops_it(demo_e
     assert stopped[1] == "ok" and "connection refused" in stopped[4], out
     healed = table_row(out, "self_healing")
     assert healed[1] == "ok" and "healed" in healed[4] and "GET / -> HTTP 200" in healed[4], out
+    ticket = table_row(out, "ticket")
+    assert (
+        ticket[1] == "ok" and ticket[4].startswith("DONE;") and "tasks succeeded on the agents" in ticket[4]
+    ), out
+    assert "INITIAL → IMPLEMENTATION" in out and "REFACTORING → DONE" in out, out
     assert table_row(out, "services stopped")[1] == "ok", out
 
     # Every process the demo started is gone: the deployed app and each service.
