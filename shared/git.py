@@ -6,6 +6,7 @@ with git's own message, so an agent can answer with a clear error.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -152,15 +153,32 @@ def worktree(repo: Path | str, ref: str, root: Path, *, branch: str | None = Non
     path = root / f"wt-{uuid.uuid4().hex[:10]}"
     args = ["worktree", "add"]
     args += ["-b", branch, str(path), commit] if branch else ["--detach", str(path), commit]
-    run_git(repo, *args)
+    with _worktree_lock(repo):
+        run_git(repo, *args)
     try:
         yield path
     finally:
+        with _worktree_lock(repo):
+            try:
+                run_git(repo, "worktree", "remove", "--force", str(path))
+            except GitError:
+                shutil.rmtree(path, ignore_errors=True)
+                run_git(repo, "worktree", "prune")
+
+
+@contextmanager
+def _worktree_lock(repo: Path | str) -> Iterator[None]:
+    """One worktree add/remove at a time per repository, across processes: git's own bookkeeping in
+    .git/worktrees races when several agents (code-review, documentation, cicd) add trees at once."""
+    common = Path(run_git(repo, "rev-parse", "--git-common-dir").strip())
+    if not common.is_absolute():
+        common = Path(repo) / common
+    with open(common / "devtools-worktree.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            run_git(repo, "worktree", "remove", "--force", str(path))
-        except GitError:
-            shutil.rmtree(path, ignore_errors=True)
-            run_git(repo, "worktree", "prune")
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def commit_all(

@@ -1,3 +1,4 @@
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,25 @@ def test_worktree_under_a_relative_root_lands_in_cwd(
         assert path.is_absolute()
         assert path.parent == tmp_path / "relative-wts"
         assert (path / "new.py").read_text() == "x = 1\n"
+
+
+def _make_trees(repo: str, root: str) -> list[str]:
+    errors = []
+    for _ in range(10):
+        try:
+            with worktree(repo, "main", Path(root)) as tree:
+                assert (tree / "a.txt").read_text() == "a\n"
+        except Exception as exc:  # collected: the test names them
+            errors.append(f"{type(exc).__name__}: {exc}")
+    return errors
+
+
+def test_worktrees_of_one_repository_can_be_made_at_once(tmp_path: Path) -> None:
+    """Agents are processes that add trees of the same repository at once (a ticket's parallel
+    tasks): without the per-repository lock git's bookkeeping races (about 1 in 30 here)."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("one", {"a.txt": "a\n"})
+    with ProcessPoolExecutor(8) as pool:
+        results = list(pool.map(_make_trees, [str(repo.path)] * 8, [str(tmp_path / "trees")] * 8))
+    assert [e for errors in results for e in errors] == []
+    assert not any((tmp_path / "trees").iterdir())
