@@ -22,6 +22,7 @@ from agent_orchestrator.tasks.models import (
     TaskSpec,
     TaskStatus,
 )
+from agent_orchestrator.tasks.plans import resolve_bindings, specs_from_plan
 from agent_orchestrator.tasks.store import TASK_UPDATES_CHANNEL, TASKS_CHANNEL, TaskStore
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "TaskStatus",
     "TaskStore",
     "find_cycle",
+    "resolve_bindings",
+    "specs_from_plan",
     "task_error_from",
     "validate_batch",
 ]

@@ -65,7 +65,29 @@ def validate_batch(specs: Sequence[TaskSpec]) -> list[str]:
             task_key=cycle[0],
             cycle=cycle,
         )
+    _check_bindings(specs, edges)
     return topological_order(edges)
+
+
+def _check_bindings(specs: Sequence[TaskSpec], edges: dict[str, list[str]]) -> None:
+    """A bound field takes its value from a task this one waits for, directly or not: otherwise the
+    value would not exist yet when the task is sent."""
+    for spec in specs:
+        if not spec.bindings:
+            continue
+        ancestors: set[str] = set()
+        todo = list(edges[spec.key])
+        while todo:
+            key = todo.pop()
+            if key not in ancestors:
+                ancestors.add(key)
+                todo.extend(edges.get(key, ()))
+        for field, source in spec.bindings.items():
+            if source.split(".", 1)[0] not in ancestors:
+                raise TaskArgumentError(
+                    "bindings",
+                    f"task {spec.key!r} binds {field} to {source!r}: not a task it depends on in this batch",
+                )
 
 
 def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:

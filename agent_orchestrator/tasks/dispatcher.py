@@ -34,7 +34,9 @@ import psycopg
 
 from agent_orchestrator.runs.notify import Listener
 from agent_orchestrator.tasks import metrics
-from agent_orchestrator.tasks.models import AssignOutcome, Task, TaskStatus
+from agent_orchestrator.tasks.errors import TaskArgumentError
+from agent_orchestrator.tasks.models import AssignOutcome, ErrorKind, Task, TaskStatus
+from agent_orchestrator.tasks.plans import resolve_bindings
 from agent_orchestrator.tasks.store import TASKS_CHANNEL, TaskStore
 from shared.agents import RegistryClient, RegistryError
 from shared.bus import AgentRequestEvent, BusUnavailable, EventBus, InterAgentEvent, InterAgentEventType
@@ -216,11 +218,21 @@ class Dispatcher:
         return self._services_cache[1]
 
     async def _send(self, task: Task, agent: str) -> bool:
+        payload = task.payload
+        if task.bindings:
+            sources = {source.split(".", 1)[0] for source in task.bindings.values()}
+            try:
+                results = await self.store.results(task.ticket_id, task.phase, sorted(sources))
+                payload = resolve_bindings(task.payload, task.bindings, results)
+            except TaskArgumentError as exc:
+                # A plan that binds what its step did not return: trying again cannot help.
+                await self.store.fail(task.id, task.attempt, str(exc), ErrorKind.INVALID_INPUT)
+                return False
         request = AgentRequestEvent(
             source_agent=DISPATCHER_AGENT_ID,
             target_agent=agent,
             request_type=task.request_type,
-            payload=task.payload,
+            payload=payload,
             timeout_seconds=task.timeout_seconds,
             correlation_id=str(task.ticket_id),
             metadata={

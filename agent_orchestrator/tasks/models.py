@@ -22,6 +22,9 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_DEPENDENCIES = 100
 MAX_BATCH = 500
 MAX_LOCKS = 5
+# "<task key>.<field>[.<field>...]": where a bound payload field takes its value from.
+BINDING_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}\.[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$"
+MAX_BINDINGS = 50
 
 
 class TaskStatus(StrEnum):
@@ -87,6 +90,11 @@ class TaskSpec(BaseModel):
     depends_on: list[str] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
     timeout_seconds: float = Field(default=600.0, ge=1, le=86400)
     max_attempts: int = Field(default=3, ge=1, le=20)
+    # payload field -> "<task key>.<result field>[...]" of an earlier task of the same phase, filled in
+    # when the task is sent (a DECOMPOSE_TASK plan's bindings; see tasks/plans.py).
+    bindings: dict[
+        Annotated[str, Field(min_length=1, max_length=100)], Annotated[str, Field(pattern=BINDING_PATTERN)]
+    ] = Field(default_factory=dict, max_length=MAX_BINDINGS)
     # Resource lock ids the dispatcher must hold while the task runs (the store only keeps them).
     locks: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
         default_factory=list, max_length=MAX_LOCKS
@@ -123,6 +131,7 @@ class Task(BaseModel):
     priority: int
     depends_on: list[UUID]
     locks: list[str]
+    bindings: dict[str, str] = Field(default_factory=dict)
     status: TaskStatus
     attempt: int
     failures: int

@@ -54,6 +54,9 @@ SELECT status, count(*)::int AS n,
 FROM tasks GROUP BY status
 """
 ASSIGN_MANY_SQL = "SELECT * FROM assign_task_agents(%s, %s)"
+RESULTS_SQL = """
+SELECT key, result FROM tasks WHERE ticket_id = %s AND phase = %s AND status = 'succeeded' AND key = ANY(%s)
+"""
 FAIL_SQL = "SELECT fail_task_attempt(%s, %s, %s, %s, %s, %s, %s, %s) AS status"
 EXPIRE_SQL = "SELECT * FROM expire_task_leases(%s, %s)"
 CANCEL_SQL = "SELECT * FROM cancel_task(%s, %s)"
@@ -223,6 +226,11 @@ class TaskStore:
             ),
         )
         return TaskStatus(row["status"]) if row and row["status"] else None
+
+    async def results(self, ticket_id: UUID, phase: str, keys: Sequence[str]) -> dict[str, Any]:
+        """The recorded results of these succeeded tasks of the phase, by key (for bindings)."""
+        rows = await self._rows(RESULTS_SQL, (ticket_id, phase, list(keys)))
+        return {r["key"]: r["result"] for r in rows}
 
     async def status_counts(self) -> tuple[dict[str, int], int]:
         """Tasks by status, and how many ready tasks are due (the ready queue's depth)."""

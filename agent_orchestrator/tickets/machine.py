@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_orchestrator.tasks import TaskSpec
-from agent_orchestrator.tickets.errors import TransitionRefused
+from agent_orchestrator.tasks import TaskArgumentError, TaskSpec, specs_from_plan
+from agent_orchestrator.tickets.errors import TransitionRefused, VariableError
 from agent_orchestrator.tickets.models import TicketStatus
 from agent_orchestrator.tickets.variables import resolve
 
@@ -61,6 +61,8 @@ class Phase:
     # Whether the ticket may go back to the phase it entered this one from (how BLOCKED resumes).
     return_to_previous: bool = False
     tasks: tuple[TaskTemplate, ...] = ()
+    # A task key of an earlier phase whose result (a DECOMPOSE_TASK plan) is this phase's tasks.
+    expand: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -133,5 +135,18 @@ class PhaseMachine:
         raise TransitionRefused(from_phase, to_phase, allowed, reason)
 
     def tasks_for(self, phase: str, variables: Mapping[str, Any]) -> list[TaskSpec]:
-        """The phase's tasks, rendered against a ticket's variables (see `template_variables`)."""
-        return [template.render(variables, phase=phase) for template in self.phase(phase).tasks]
+        """The phase's tasks, rendered against a ticket's variables (see `template_variables`); for a
+        phase with `expand`, the steps of the plan in the context under that key. VariableError when
+        the plan is not there (yet) or is not a plan."""
+        spec = self.phase(phase)
+        if spec.expand is None:
+            return [template.render(variables, phase=phase) for template in spec.tasks]
+        plan = (variables.get("context") or {}).get(spec.expand)
+        if plan is None:
+            raise VariableError(
+                f"context.{spec.expand}", "no plan in the context", where=f"phase {phase} expand"
+            )
+        try:
+            return specs_from_plan(plan, where=f"the plan of {spec.expand}")
+        except TaskArgumentError as exc:
+            raise VariableError(f"context.{spec.expand}", str(exc), where=f"phase {phase} expand") from None

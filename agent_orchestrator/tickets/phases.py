@@ -12,6 +12,7 @@ The schema is described at the top of config/phases/default.yaml.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,8 @@ from agent_orchestrator.tickets.models import PHASE_FILE_PATTERN, PHASE_NAME_PAT
 from agent_orchestrator.tickets.variables import parse_template, placeholder_problem, walk_strings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PHASES_DIR = REPO_ROOT / "config" / "phases"
+# DEVTOOLS_PHASES_DIR: a folder of a team's own phase files instead of the shipped ones.
+PHASES_DIR = Path(os.environ.get("DEVTOOLS_PHASES_DIR") or REPO_ROOT / "config" / "phases")
 TASK_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
 
 Name = Annotated[str, Field(pattern=PHASE_NAME_PATTERN)]
@@ -60,6 +62,8 @@ class _PhaseFile(BaseModel):
     next: list[Name] = Field(default_factory=list, max_length=50)
     return_to_previous: bool = False
     tasks: list[_TaskFile] = Field(default_factory=list, max_length=50)
+    # The phase's tasks are the steps of the DECOMPOSE_TASK plan this task of an earlier phase returned.
+    expand: str | None = Field(None, pattern=TASK_KEY_PATTERN)
 
 
 class _MachineFile(BaseModel):
@@ -182,8 +186,19 @@ class _Checker:
                 self.declared(target, f"phases[{i}].next[{j}]")
                 if target == phase.name:
                     raise self.fail(f"phases[{i}].next[{j}]", "a phase cannot transition to itself")
+            if phase.expand is not None:
+                earlier = {t.key for p in spec.phases[:i] for t in p.tasks}
+                if phase.tasks:
+                    raise self.fail(
+                        f"phases[{i}].expand", "a phase takes its tasks from a plan or lists them, not both"
+                    )
+                if phase.expand not in earlier:
+                    raise self.fail(
+                        f"phases[{i}].expand",
+                        f"{phase.expand!r} is no task of an earlier phase (its result is the plan to run)",
+                    )
             if phase.status in ("done", "cancelled"):
-                for key, value in (("next", phase.next), ("tasks", phase.tasks)):
+                for key, value in (("next", phase.next), ("tasks", phase.tasks), ("expand", phase.expand)):
                     if value:
                         raise self.fail(
                             f"phases[{i}].{key}", f"a terminal phase (status {phase.status}) has no {key}"
@@ -275,6 +290,7 @@ def _build(name: str, file: str, spec: _MachineFile) -> PhaseMachine:
             description=p.description,
             next=tuple(p.next),
             return_to_previous=p.return_to_previous,
+            expand=p.expand,
             tasks=tuple(
                 TaskTemplate(
                     key=t.key,

@@ -43,7 +43,10 @@ CREATE TABLE tasks (
     payload          jsonb NOT NULL DEFAULT '{}'::jsonb,
     priority         integer NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),  -- higher first
     depends_on       uuid[] NOT NULL DEFAULT '{}',
-    locks            text[] NOT NULL DEFAULT '{}',     -- resource locks the dispatcher holds while it runs
+    locks            text[] NOT NULL DEFAULT '{}',
+    -- payload field -> '<task key>.<result field>' of an earlier task of the phase, filled in by the
+    -- dispatcher when it sends the task (a DECOMPOSE_TASK plan's bindings)
+    bindings         jsonb NOT NULL DEFAULT '{}'::jsonb,     -- resource locks the dispatcher holds while it runs
     status           text NOT NULL DEFAULT 'pending'
                      CHECK (status IN ('pending', 'ready', 'assigned', 'running', 'succeeded', 'failed',
                                        'timed_out', 'cancelled', 'blocked')),
@@ -294,6 +297,9 @@ BEGIN
         IF length(coalesce(v_spec->'payload', '{}'::jsonb)::text) > 262144 THEN
             PERFORM tasks_invalid('payload', 'payload is larger than 256 KiB');
         END IF;
+        IF v_spec ? 'bindings' AND jsonb_typeof(v_spec->'bindings') NOT IN ('object', 'null') THEN
+            PERFORM tasks_invalid('bindings', 'bindings must be a JSON object');
+        END IF;
         v_deps := '{}';
         FOR v_dep IN
             SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(v_spec->'depends_on') = 'array'
@@ -318,7 +324,7 @@ BEGIN
             END IF;
         END LOOP;
         INSERT INTO tasks (id, ticket_id, phase, key, title, capability, request_type, payload, priority,
-                           depends_on, locks, max_attempts, timeout_seconds, created_at)
+                           depends_on, locks, max_attempts, timeout_seconds, created_at, bindings)
         VALUES (v_id, p_ticket_id, p_phase, v_key,
                 tasks_spec_text(v_spec, 'title', false, 300),
                 tasks_spec_text(v_spec, 'capability', true, 100),
@@ -332,7 +338,8 @@ BEGIN
                 tasks_spec_number(v_spec, 'timeout_seconds', 600, 1, 86400, false)::double precision,
                 -- The wall clock, not the transaction's: tasks of one batch and equal priority are
                 -- then claimed in spec order.
-                clock_timestamp());
+                clock_timestamp(),
+                coalesce(nullif(v_spec->'bindings', 'null'::jsonb), '{}'::jsonb));
     END LOOP;
 
     -- Cycle check (Kahn): peel off new tasks with no dependency left among the remaining new ones;

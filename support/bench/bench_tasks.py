@@ -61,10 +61,10 @@ def percentile(ordered: list[float], q: float) -> float:
 
 
 def start_replicas(
-    env: dict[str, str], registry: ServiceProcess, logs: Path, count: int
+    env: dict[str, str], registry: ServiceProcess, logs: Path, names: range
 ) -> list[ServiceProcess]:
     started = []
-    for i in range(count):
+    for i in names:
         port = free_port()
         replica_env = {
             **env,
@@ -75,7 +75,7 @@ def start_replicas(
             "DEVTOOLS_AGENT_HEARTBEAT_INTERVAL_SECONDS": "0.5",
         }
         started.append(start_service(f"noop-r{i}", "support.bench.noop_agent", replica_env, port, logs))
-    for i in range(count):
+    for i in names:
         wait_until(lambda i=i: registry_record(registry, f"noop.r{i}"), what=f"noop.r{i} registered")
     return started
 
@@ -173,7 +173,7 @@ async def amain(args: argparse.Namespace) -> None:
     try:
         migrations.upgrade(database_url)
         with running_registry(env, logs) as registry:
-            replicas = start_replicas(env, registry, logs, 1)
+            replicas = start_replicas(env, registry, logs, range(1))
             pool = await open_pool(database_url, min_size=2, max_size=8, name="bench-tasks")
             bus = EventBus(redis_url, prefix, agent_id="dispatcher")
             await bus.start()
@@ -187,7 +187,7 @@ async def amain(args: argparse.Namespace) -> None:
                 print(f"bus echo to the agent (64 in flight): {bare:8.1f} requests/s (baseline)")
                 one = await task_rate(pool, store, args.tasks)
                 print(f"tasks end to end, 1 replica:  {one:8.1f} tasks/s  x{one / bare:.2f} of the bus rate")
-                replicas += start_replicas(env, registry, logs, 4)[1:]  # r0 runs already; add r1..r3
+                replicas += start_replicas(env, registry, logs, range(1, 4))  # r0 runs already
                 await asyncio.sleep(1.0)  # the dispatcher's registry view is cached for 0.5 s
                 four = await task_rate(pool, store, args.tasks)
                 print(

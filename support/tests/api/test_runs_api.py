@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +10,11 @@ from uuid import UUID
 
 import httpx
 import pytest
-import uvicorn
 
-from agent_orchestrator.api.app import create_orchestrator_app
 from agent_orchestrator.runs.models import RunStatus
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
-from shared.agents import AgentServiceSettings
-from shared.config import load_settings
+from support.tests.api.serving import serving
 from support.tests.runs import toys as runs_toys
 from support.tests.runs.helpers import wait_for_event, wait_for_status
 
@@ -49,36 +44,9 @@ class Api:
 @pytest.fixture
 async def api(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
     runs_toys.ensure_toy_tables(database_url)
-    settings = load_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        data_dir=tmp_path,
-        api_token="alice=tok-alice,bob=tok-bob",
-    )
-    # A socket that listens before uvicorn starts: connections queue in its backlog, so the
-    # first request simply waits until the app has started and answers it.
-    sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_orchestrator_app(
-        settings,
-        # The same app as the service's, without a registry to register with.
-        agent_settings=AgentServiceSettings(port=port, registration=False),
-        workers=1,
-        dispatchers=0,  # no registry here: the run endpoints only
-        worker_options=WorkerOptions(lease_seconds=1.5),
-    )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            ready = await client.get("/health")
-            assert ready.status_code == 200 and ready.json()["status"] == "healthy", ready.text
-            yield Api(client, app.state.runs_runtime)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
-        sock.close()
+    options = {"workers": 1, "dispatchers": 0, "worker_options": WorkerOptions(lease_seconds=1.5)}
+    async with serving(database_url, redis_url, redis_prefix, tmp_path, **options) as (client, app):
+        yield Api(client, app.state.runs_runtime)
 
 
 async def _count(api: Api, sql: str, *params: object) -> int:

@@ -4,9 +4,7 @@ where a test needs the run to go on, it calls the ticket waker once, as the orch
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +13,13 @@ from uuid import UUID
 
 import httpx
 import pytest
-import uvicorn
 
-from agent_orchestrator.api.app import create_orchestrator_app
 from agent_orchestrator.runs.models import RunStatus
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.workflow_table import default_workflows
 from agent_orchestrator.tickets.lifecycle import TicketWaker
 from agent_orchestrator.workflows import catalog
-from shared.agents import AgentServiceSettings
-from shared.config import load_settings
+from support.tests.api.serving import serving
 from support.tests.gitrepo import GitRepo
 from support.tests.runs.helpers import wait_for_status
 
@@ -90,33 +85,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def api(
     database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path, repo: Path
 ) -> AsyncIterator[Api]:
-    settings = load_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        data_dir=tmp_path,
-        api_token="alice=tok-alice,bob=tok-bob",
-    )
-    # Listening before uvicorn starts: the first request waits in the backlog until the app is up.
-    sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_orchestrator_app(
-        settings,
-        agent_settings=AgentServiceSettings(port=port, registration=False),
-        workers=1,
-        dispatchers=0,  # no agents here: tasks stay ready and ticket runs wait for them
-    )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            ready = await client.get("/health")
-            assert ready.status_code == 200 and ready.json()["status"] == "healthy", ready.text
-            yield Api(client, app.state.runs_runtime, database_url, repo)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
-        sock.close()
+    # No agents here (dispatchers=0): tasks stay ready and ticket runs wait for them.
+    async with serving(database_url, redis_url, redis_prefix, tmp_path, workers=1, dispatchers=0) as (
+        client,
+        app,
+    ):
+        yield Api(client, app.state.runs_runtime, database_url, repo)
 
 
 async def test_create_starts_the_run_and_the_initial_tasks(api: Api) -> None:

@@ -20,7 +20,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import AsyncConnectionPool
 
-from agent_orchestrator.tasks import Task, TaskSpec, TaskStatus, TaskStore
+from agent_orchestrator.tasks import Task, TaskSpec, TaskStatus, TaskStore, specs_from_plan
 from agent_orchestrator.tasks.dispatcher import Dispatcher, DispatcherOptions
 from shared.agents import RegistryClient
 from shared.bus import EventBus
@@ -331,6 +331,31 @@ def _exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+async def test_a_plan_runs_with_its_bindings_filled_from_earlier_results(
+    pool: AsyncConnectionPool, dispatching: Dispatcher
+) -> None:
+    store = TaskStore(pool)
+    ticket = await insert_ticket(pool)
+    plan = {
+        "steps": [
+            {"id": "first", "title": "say it", "capability": "echo", "request_type": "ECHO",
+             "payload": {"text": "hi"}},
+            {"id": "second", "title": "say it twice", "capability": "echo", "request_type": "ECHO",
+             "payload": {"repeat": 2}, "depends_on": ["first"], "bindings": {"text": "first.text"}},
+            {"id": "third", "title": "bound to nothing", "capability": "echo", "request_type": "ECHO",
+             "payload": {}, "depends_on": ["first"], "bindings": {"text": "first.no_such_field"}},
+        ]
+    }  # fmt: skip
+    await store.create_tasks(ticket, "plan", specs_from_plan(plan))
+    await eventually(lambda: _all_final(store, ticket), "the plan's tasks final")
+    tasks = await task_map(store, ticket)
+    assert tasks["second"].status is TaskStatus.SUCCEEDED and tasks["second"].result["text"] == "hihi"
+    # A binding its step did not produce: a permanent failure naming it, no retry.
+    third = tasks["third"]
+    assert (third.status, third.error_class, third.failures) == (TaskStatus.FAILED, "permanent", 1)
+    assert "first.no_such_field" in (third.error or "")
 
 
 async def test_a_killed_agent_has_its_task_finished_by_another_replica_exactly_once(

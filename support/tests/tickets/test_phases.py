@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from agent_orchestrator.tickets import (
+    PHASES_DIR,
     PhaseFileError,
     TicketArgumentError,
     TicketStatus,
@@ -375,3 +376,45 @@ def test_an_unknown_phase_file_name_is_an_argument_error() -> None:
     assert failed.value.field == "phase_file"
     with pytest.raises(TicketArgumentError, match="not a phase file name"):
         load_phase_machine("../etc/passwd")
+
+
+def test_the_planned_phase_file_expands_a_plan_into_tasks() -> None:
+    machine = load_phase_machine("planned")
+    assert machine.phase("EXECUTE").expand == "plan"
+    plan = {
+        "steps": [
+            {"id": "api", "title": "API", "capability": "documentation", "request_type": "GENERATE_DOCS",
+             "payload": {"repo": "/r", "doc_type": "api"}},
+            {"id": "readme", "title": "README", "capability": "readme_update",
+             "request_type": "UPDATE_README", "payload": {"repo": "/r"}, "depends_on": ["api"],
+             "bindings": {"doc_type": "api.doc_type"}},
+        ]
+    }  # fmt: skip
+    variables = template_variables(make_ticket(phase_file="planned", context={"plan": plan}))
+    specs = machine.tasks_for("EXECUTE", variables)
+    assert [(s.key, s.depends_on, s.bindings) for s in specs] == [
+        ("api", [], {}),
+        ("readme", ["api"], {"doc_type": "api.doc_type"}),
+    ]
+    with pytest.raises(VariableError, match=r"context\.plan: no plan in the context"):
+        machine.tasks_for("EXECUTE", template_variables(make_ticket(phase_file="planned")))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d["phases"][1].update(expand="nope"), "'nope' is no task of an earlier phase"),
+        (
+            lambda d: d["phases"][1].update(tasks=[{"key": "x", "capability": "c", "request_type": "R"}]),
+            "from a plan or lists them, not both",
+        ),
+    ],
+)
+def test_a_bad_expand_fails_at_load(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    data = yaml.safe_load((PHASES_DIR / "planned.yaml").read_text())
+    change(data)
+    with pytest.raises(PhaseFileError) as failed:
+        load_phase_file(_write(tmp_path, data))
+    assert (failed.value.key, reason in failed.value.reason) == ("phases[1].expand", True), failed.value

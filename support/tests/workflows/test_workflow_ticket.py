@@ -5,6 +5,7 @@ and the ticket waker), as processes, on the sample repository."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,49 @@ async def test_a_ticket_without_a_pushed_branch_waits_blocked_for_a_person(
     run = await asyncio.to_thread(follow, platform, ticket.id)
     assert run["status"] == "succeeded", run.get("error")
     assert (await tickets.get(ticket.id)).phase == "DONE"
+
+
+async def test_a_planned_ticket_runs_the_orchestrator_agents_plan(
+    platform: Platform, pool: AsyncConnectionPool, sample: Callable[[], SampleRepo]
+) -> None:
+    """PLAN asks the orchestrator agent (DECOMPOSE_TASK, the rule-based catalogue) for a plan; EXECUTE
+    runs its steps on the documentation agent with the plan's DAG."""
+    repo = sample()
+    readme = repo.path / "README.md"
+    readme.write_text(readme.read_text() + "\n<!-- devtools:api:start -->\n<!-- devtools:api:end -->\n")
+    await asyncio.to_thread(git, repo.path, "commit", "-qam", "README: an API section")
+    tickets, tasks = TicketStore(pool), TaskStore(pool)
+    ticket = await open_ticket(
+        RunQueue(pool),
+        tickets,
+        TicketCreate(
+            title="Regenerate the documentation",
+            repo=RepoRef(path=str(repo.path)),
+            created_by="carol",
+            phase_file="planned",
+        ),
+    )
+
+    run = await asyncio.to_thread(follow, platform, ticket.id)
+
+    assert run["status"] == "succeeded", run.get("error")
+    done = await tickets.get(ticket.id)
+    assert [h.to_phase for h in await tickets.history(ticket.id)] == ["PLAN", "EXECUTE", "DONE"]
+    plan = done.context["plan"]
+    executed = {t.key: t for t in await tasks.list_tasks(ticket.id, phase="EXECUTE")}
+    assert set(executed) == {step["id"] for step in plan["steps"]}
+    assert all(t.status is TaskStatus.SUCCEEDED for t in executed.values())
+    # The DAG held: the README was updated after the three documents it depends on.
+    readme_task = executed["readme"]
+    documents = [executed[key] for key in ("api", "user_guide", "deployment_guide")]
+    assert readme_task.started_at is not None
+    assert all(d.finished_at is not None and d.finished_at <= readme_task.started_at for d in documents)
+    # ... on a branch of its own, with the API section filled from the repository's code.
+    result = readme_task.result
+    assert result["changed"] is True and result["mode"] == "branch"
+    shown = await asyncio.to_thread(git, repo.path, "show", f"{result['branch']}:README.md")
+    assert "greet" in shown.split("<!-- devtools:api:start -->", 1)[1]
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True).stdout
