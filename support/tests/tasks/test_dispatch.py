@@ -333,6 +333,67 @@ def _exists(pid: int) -> bool:
     return True
 
 
+async def test_a_cancelled_task_has_its_process_killed(
+    pool: AsyncConnectionPool, dispatching: Dispatcher, tmp_path: Path
+) -> None:
+    store = TaskStore(pool)
+    ticket = await insert_ticket(pool)
+    pids = tmp_path / "pids"
+    command = f"sleep 300 & echo $$ $! > {pids}; wait"
+    [task] = await store.create_tasks(
+        ticket,
+        "implement",
+        [TaskSpec(key="long", capability="echo", request_type="RUN", payload={"command": command})],
+    )
+    await eventually(
+        lambda: asyncio.to_thread(lambda: pids.exists() and len(pids.read_text().split()) == 2), "started"
+    )
+    shell = int(pids.read_text().split()[0])
+
+    cancelled = await store.cancel(task.id, "tests")
+
+    assert cancelled.status is TaskStatus.CANCELLED
+    await eventually(
+        lambda: asyncio.to_thread(lambda: not process_group_alive(shell)), "the command's group gone"
+    )
+    # The agent's late answer (an error: its work was cancelled) changes nothing.
+    after = await store.get(task.id)
+    assert after is not None and after.status is TaskStatus.CANCELLED
+
+
+async def test_two_dispatchers_never_assign_a_task_twice(
+    pool: AsyncConnectionPool, dispatching: Dispatcher, database_url: str, redis_url: str, module_prefix: str,
+    registry: ServiceProcess, redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    bus = EventBus(redis_url, module_prefix, agent_id="dispatcher-2")
+    await bus.start()
+    client = RegistryClient(registry.url)
+    second = Dispatcher(TaskStore(pool), bus, client, database_url, DispatcherOptions(task_lease_seconds=1.5))
+    stop = asyncio.Event()
+    running = asyncio.create_task(second.run(stop))
+    try:
+        store = TaskStore(pool)
+        ticket = await insert_ticket(pool)
+        gates = Gates(redis_client, module_prefix, ticket)
+        keys = [f"w{i}" for i in range(40)]
+        for key in keys:
+            gates.release(key)  # released before it starts: each WAIT answers at once
+        await store.create_tasks(ticket, "implement", [wait_spec(key, gates.name(key)) for key in keys])
+        await eventually(lambda: _all_final(store, ticket), "every task final")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await client.close()
+        await bus.close()
+    tasks = await store.list_tasks(ticket)
+    # Each ran once: one start per task on the agents, no lost attempt. (A task handed back because
+    # the other dispatcher filled the agent first is claimed again: its attempt number grows.)
+    assert {t.status for t in tasks} == {TaskStatus.SUCCEEDED} and {t.failures for t in tasks} == {0}
+    assert {key: len(gates.started(key)) for key in keys} == dict.fromkeys(keys, 1)
+    claimed_by = {t.claimed_by for t in tasks}
+    assert claimed_by <= {dispatching.id, second.id}
+
+
 async def test_a_plan_runs_with_its_bindings_filled_from_earlier_results(
     pool: AsyncConnectionPool, dispatching: Dispatcher
 ) -> None:
