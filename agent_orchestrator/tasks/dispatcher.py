@@ -61,8 +61,9 @@ class DispatcherOptions:
 
 
 @dataclass
-class AgentService:
-    """The replicas of one agent service as the registry sees them: one bus stream, summed capacity."""
+class ServiceCapacity:
+    """What an agent service offers, summed over its replicas as the registry sees them (they
+    consume one bus stream): its capabilities and capacity."""
 
     name: str
     capabilities: set[str] = field(default_factory=set)
@@ -73,14 +74,14 @@ def new_dispatcher_id() -> str:
     return f"dispatcher:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def services_from_records(records: list[dict[str, Any]]) -> dict[str, AgentService]:
+def services_from_records(records: list[dict[str, Any]]) -> dict[str, ServiceCapacity]:
     """Group registry records (one per replica) by agent service; unavailable replicas count nothing."""
-    services: dict[str, AgentService] = {}
+    services: dict[str, ServiceCapacity] = {}
     for record in records:
         if record.get("status") in UNAVAILABLE:
             continue
         name = str((record.get("metadata") or {}).get("service") or record["agent_id"])
-        service = services.setdefault(name, AgentService(name))
+        service = services.setdefault(name, ServiceCapacity(name))
         service.capabilities.update(c["name"] for c in record.get("capabilities") or [])
         service.capacity += int(record.get("capacity") or 0)
     return services
@@ -103,7 +104,7 @@ class Dispatcher:
         self.options = options or DispatcherOptions()
         self.id = dispatcher_id or new_dispatcher_id()
         self._next_expiry = 0.0
-        self._services_cache: tuple[float, dict[str, AgentService]] | None = None
+        self._services_cache: tuple[float, dict[str, ServiceCapacity]] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = Listener(self.database_url, [TASKS_CHANNEL], name="devtools-dispatcher")
@@ -192,7 +193,7 @@ class Dispatcher:
 
     @staticmethod
     def _plan(
-        claimed: list[Task], services: dict[str, AgentService], free: dict[str, int]
+        claimed: list[Task], services: dict[str, ServiceCapacity], free: dict[str, int]
     ) -> tuple[list[tuple[Task, str]], list[Task]]:
         """The agent service for each claimed task: the one with the most free slots for its
         capability (then the most capacity); tasks no service can take now are returned apart."""
@@ -210,7 +211,7 @@ class Dispatcher:
             plan.append((task, best.name))
         return plan, unplaced
 
-    async def _services(self) -> dict[str, AgentService]:
+    async def _services(self) -> dict[str, ServiceCapacity]:
         """The live agent services, re-read from the registry at most every `registry_ttl_seconds`."""
         now = time.monotonic()
         if self._services_cache is None or now - self._services_cache[0] >= self.options.registry_ttl_seconds:

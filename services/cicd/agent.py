@@ -28,26 +28,26 @@ agent = AgentDefinition(
 
 
 @agent.on_startup
-async def _load_chat_model(services: dict[str, Any]) -> None:
+async def _load_chat_model(resources: dict[str, Any]) -> None:
     # DEVTOOLS_LLM=none gives None: failures get no diagnosis prose, everything else is unchanged.
-    services["chat_model"] = chat_model_from_settings(services["settings"])
+    resources["chat_model"] = chat_model_from_settings(resources["settings"])
 
 
 def _data_dir(ctx: RequestContext) -> Path:
-    return Path(ctx.services["settings"].data_dir)
+    return Path(ctx.resources["settings"].data_dir)
 
 
 @agent.handler("RUN_PIPELINE", payload_model=RunPipelinePayload)
 async def pipeline(payload: RunPipelinePayload, ctx: RequestContext) -> PipelineResult:
     return await asyncio.to_thread(
-        run_pipeline, payload, data_dir=_data_dir(ctx), chat_model=ctx.services.get("chat_model")
+        run_pipeline, payload, data_dir=_data_dir(ctx), chat_model=ctx.resources.get("chat_model")
     )
 
 
 @agent.handler("VALIDATE_BUILD", payload_model=ValidateBuildPayload)
 async def build(payload: ValidateBuildPayload, ctx: RequestContext) -> BuildResult:
     return await asyncio.to_thread(
-        validate_build, payload, data_dir=_data_dir(ctx), chat_model=ctx.services.get("chat_model")
+        validate_build, payload, data_dir=_data_dir(ctx), chat_model=ctx.resources.get("chat_model")
     )
 
 
@@ -56,8 +56,8 @@ async def hand_over(payload: DeployArtifactPayload, ctx: RequestContext) -> Depl
     prepared = await asyncio.to_thread(prepare_deploy, payload, data_dir=_data_dir(ctx))
     return await dispatch_deploy(
         prepared,
-        bus=ctx.services["bus"],
-        registry=ctx.services.get("registry"),
+        bus=ctx.resources["bus"],
+        registry=ctx.resources.get("registry"),
         source_agent=ctx.agent_id,
         seconds_left=ctx.seconds_left,
         correlation_id=ctx.request.correlation_id or ctx.request.request_id,

@@ -27,19 +27,19 @@ agent = AgentDefinition(
 
 
 @agent.on_startup
-async def _load_chat_model(services: dict[str, Any]) -> None:
+async def _load_chat_model(resources: dict[str, Any]) -> None:
     # DEVTOOLS_LLM=none gives None: reviews stay fully deterministic.
-    services["chat_model"] = chat_model_from_settings(services["settings"])
+    resources["chat_model"] = chat_model_from_settings(resources["settings"])
 
 
 @agent.handler("REVIEW_CODE", payload_model=ReviewCodePayload)
 async def review(payload: ReviewCodePayload, ctx: RequestContext) -> ReviewResult:
-    return await asyncio.to_thread(review_code, payload, chat_model=ctx.services.get("chat_model"))
+    return await asyncio.to_thread(review_code, payload, chat_model=ctx.resources.get("chat_model"))
 
 
 @agent.handler("EXPLAIN_CODE", payload_model=ExplainCodePayload)
 async def explain(payload: ExplainCodePayload, ctx: RequestContext) -> dict[str, Any]:
     result: ExplainCodeResult = await asyncio.to_thread(
-        explain_code, payload, chat_model=ctx.services.get("chat_model")
+        explain_code, payload, chat_model=ctx.resources.get("chat_model")
     )
     return result.model_dump(mode="json", by_alias=True)

@@ -30,16 +30,16 @@ agent = AgentDefinition(
 
 
 @agent.on_startup
-async def _load_chat_model(services: dict[str, Any]) -> None:
+async def _load_chat_model(resources: dict[str, Any]) -> None:
     # DEVTOOLS_LLM=none gives None: documents are built from the repository alone.
-    services["chat_model"] = chat_model_from_settings(services["settings"])
+    resources["chat_model"] = chat_model_from_settings(resources["settings"])
 
 
 @agent.handler("GENERATE_DOCS", payload_model=GenerateDocsPayload)
 async def generate(payload: GenerateDocsPayload, ctx: RequestContext) -> GenerateDocsResult:
-    return await asyncio.to_thread(generate_docs, payload, chat_model=ctx.services.get("chat_model"))
+    return await asyncio.to_thread(generate_docs, payload, chat_model=ctx.resources.get("chat_model"))
 
 
 @agent.handler("UPDATE_README", payload_model=UpdateReadmePayload)
 async def readme(payload: UpdateReadmePayload, ctx: RequestContext) -> UpdateReadmeResult:
-    return await asyncio.to_thread(update_readme, payload, chat_model=ctx.services.get("chat_model"))
+    return await asyncio.to_thread(update_readme, payload, chat_model=ctx.resources.get("chat_model"))

@@ -31,11 +31,11 @@ agent = AgentDefinition(
 
 
 @agent.on_startup
-async def _check_llm(services: dict[str, Any]) -> None:
-    settings = services["settings"]
+async def _check_llm(resources: dict[str, Any]) -> None:
+    settings = resources["settings"]
     spec = parse_llm_spec(settings.llm)  # a malformed DEVTOOLS_LLM stops the service at start
-    services["llm_spec"] = spec
-    services["worktree_root"] = Path(settings.data_dir) / "feature-dev" / "worktrees"
+    resources["llm_spec"] = spec
+    resources["worktree_root"] = Path(settings.data_dir) / "feature-dev" / "worktrees"
     if spec is not None:
         # Import the SDK (slow) and check the spec once now, not inside the first request.
         await asyncio.to_thread(openhands_llm_from_spec, spec)
@@ -44,14 +44,14 @@ async def _check_llm(services: dict[str, Any]) -> None:
 async def _change(
     kind: ChangeKind, payload: ChangePayload, ctx: RequestContext
 ) -> ChangeResult | AgentResponseEvent:
-    spec = ctx.services.get("llm_spec")
+    spec = ctx.resources.get("llm_spec")
     if spec is None:
         return AgentResponseEvent.for_request(
             ctx.request, ctx.agent_id, ResponseStatus.REJECTED, error=NO_LLM_MESSAGE
         )
     llm = openhands_llm_from_spec(spec)  # one per request: the SDK's LLM keeps per-conversation metrics
     return await asyncio.to_thread(
-        make_change, kind, payload, llm=llm, work_root=ctx.services["worktree_root"]
+        make_change, kind, payload, llm=llm, work_root=ctx.resources["worktree_root"]
     )
 
 

@@ -50,31 +50,31 @@ agent = AgentDefinition(
 
 
 @agent.on_startup
-async def _load_chat_model(services: dict[str, Any]) -> None:
-    services["chat_model"] = chat_model_from_settings(services["settings"])
+async def _load_chat_model(resources: dict[str, Any]) -> None:
+    resources["chat_model"] = chat_model_from_settings(resources["settings"])
 
 
 @agent.on_startup
-async def _connect_locks(services: dict[str, Any]) -> None:
-    settings = services["settings"]
+async def _connect_locks(resources: dict[str, Any]) -> None:
+    settings = resources["settings"]
     database_url = settings.database_url or resolve_backends(settings).database_url
-    services["env_locks"] = await EnvironmentLocks.connect(database_url, owner=services["replica_id"])
+    resources["env_locks"] = await EnvironmentLocks.connect(database_url, owner=resources["replica_id"])
 
 
 @agent.on_shutdown
-async def _close_locks(services: dict[str, Any]) -> None:
-    locks = services.pop("env_locks", None)
+async def _close_locks(resources: dict[str, Any]) -> None:
+    locks = resources.pop("env_locks", None)
     if locks is not None:
         await locks.close()
 
 
 def _data_dir(ctx: RequestContext) -> Path:
-    return Path(ctx.services["settings"].data_dir)
+    return Path(ctx.resources["settings"].data_dir)
 
 
 async def _fenced[R](ctx: RequestContext, payload: FencedPayload, skill: Callable[..., R], **extra: Any) -> R:
     """Run a mutating skill under the fencing rule: the caller's checked token, or our own lease's."""
-    locks: EnvironmentLocks = ctx.services["env_locks"]
+    locks: EnvironmentLocks = ctx.resources["env_locks"]
     async with locks.fenced(
         payload.environment, payload.fencing_token, request_id=ctx.request.request_id
     ) as token:
@@ -86,7 +86,7 @@ async def _fenced[R](ctx: RequestContext, payload: FencedPayload, skill: Callabl
 
 @agent.handler("DEPLOY_SERVICE", payload_model=DeployServicePayload)
 async def deploy(payload: DeployServicePayload, ctx: RequestContext) -> DeployResult:
-    return await _fenced(ctx, payload, skills.deploy_service, chat_model=ctx.services.get("chat_model"))
+    return await _fenced(ctx, payload, skills.deploy_service, chat_model=ctx.resources.get("chat_model"))
 
 
 @agent.handler("ROLLBACK", payload_model=RollbackPayload)
@@ -97,7 +97,7 @@ async def rollback(payload: RollbackPayload, ctx: RequestContext) -> RollbackRes
 @agent.handler("HEALTH_CHECK", payload_model=HealthCheckPayload)
 async def health_check(payload: HealthCheckPayload, ctx: RequestContext) -> HealthReport:
     return await asyncio.to_thread(
-        skills.health_check, payload, data_dir=_data_dir(ctx), chat_model=ctx.services.get("chat_model")
+        skills.health_check, payload, data_dir=_data_dir(ctx), chat_model=ctx.resources.get("chat_model")
     )
 
 
@@ -113,4 +113,4 @@ async def stop(payload: StopServicePayload, ctx: RequestContext) -> StopResult:
 
 @agent.handler("RESTART", payload_model=RestartServicePayload)
 async def restart(payload: RestartServicePayload, ctx: RequestContext) -> HealthReport:
-    return await _fenced(ctx, payload, skills.restart_service, chat_model=ctx.services.get("chat_model"))
+    return await _fenced(ctx, payload, skills.restart_service, chat_model=ctx.resources.get("chat_model"))

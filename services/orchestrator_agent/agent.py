@@ -40,48 +40,48 @@ agent = AgentDefinition(
 
 
 @agent.on_startup
-async def _prepare(services: dict[str, Any]) -> None:
-    settings = services["settings"]
+async def _prepare(resources: dict[str, Any]) -> None:
+    settings = resources["settings"]
     default_catalogue()  # a broken catalogue stops the service at start, not at the first request
-    services["chat_model"] = chat_model_from_settings(settings)
+    resources["chat_model"] = chat_model_from_settings(settings)
     spec = parse_llm_spec(settings.llm)
-    services["activity"] = AgentActivity(ORCHESTRATOR_AGENT_ID, str(spec) if spec else "none")
+    resources["activity"] = AgentActivity(ORCHESTRATOR_AGENT_ID, str(spec) if spec else "none")
 
 
 def _registry(ctx: RequestContext) -> RegistryClient:
-    client = ctx.services.get("registry")
+    client = ctx.resources.get("registry")
     if client is None:  # registration turned off: route through the configured registry all the same
-        if "routing_registry" not in ctx.services:
-            ctx.services["routing_registry"] = RegistryClient.from_settings(ctx.services["settings"])
-        client = ctx.services["routing_registry"]
+        if "routing_registry" not in ctx.resources:
+            ctx.resources["routing_registry"] = RegistryClient.from_settings(ctx.resources["settings"])
+        client = ctx.resources["routing_registry"]
     return client  # type: ignore[no-any-return]
 
 
 @agent.on_shutdown
-async def _close(services: dict[str, Any]) -> None:
-    if "routing_registry" in services:
-        await services["routing_registry"].close()
+async def _close(resources: dict[str, Any]) -> None:
+    if "routing_registry" in resources:
+        await resources["routing_registry"].close()
 
 
 @agent.handler("DECOMPOSE_TASK", payload_model=DecomposeTaskPayload)
 async def decompose(payload: DecomposeTaskPayload, ctx: RequestContext) -> DecomposeResult:
-    ctx.services["activity"].record("DECOMPOSE_TASK")
-    return await asyncio.to_thread(decompose_task, payload, chat_model=ctx.services.get("chat_model"))
+    ctx.resources["activity"].record("DECOMPOSE_TASK")
+    return await asyncio.to_thread(decompose_task, payload, chat_model=ctx.resources.get("chat_model"))
 
 
 @agent.handler("ROUTE_REQUEST", payload_model=RouteRequestPayload)
 async def route(payload: RouteRequestPayload, ctx: RequestContext) -> RouteResult:
-    ctx.services["activity"].record("ROUTE_REQUEST")
+    ctx.resources["activity"].record("ROUTE_REQUEST")
     return await route_request(payload, _registry(ctx))
 
 
 @agent.handler("AGGREGATE_RESULTS", payload_model=AggregateResultsPayload)
 async def aggregate(payload: AggregateResultsPayload, ctx: RequestContext) -> AggregateResult:
-    ctx.services["activity"].record("AGGREGATE_RESULTS")
+    ctx.resources["activity"].record("AGGREGATE_RESULTS")
     return aggregate_results(payload)
 
 
 @agent.handler("GET_STATUS", payload_model=GetStatusPayload)
 async def status(payload: GetStatusPayload, ctx: RequestContext) -> AgentStatusView:
-    ctx.services["activity"].record("GET_STATUS")
-    return await get_status(payload, activity=ctx.services["activity"], registry=_registry(ctx))
+    ctx.resources["activity"].record("GET_STATUS")
+    return await get_status(payload, activity=ctx.resources["activity"], registry=_registry(ctx))

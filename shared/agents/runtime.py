@@ -69,7 +69,7 @@ class RequestContext:
     agent_id: str
     via: Via
     # Set by the service: the bus (to ask other agents), the registry client, settings, extras.
-    services: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -178,7 +178,7 @@ class AgentDefinition:
         return register
 
     def on_startup(self, func: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[..., Any]:
-        """Run at service start with the services dict (bus, registry, settings); may add entries."""
+        """Run at service start with the resources dict (bus, registry, settings); may add entries."""
         self.startup_hooks.append(func)
         return func
 

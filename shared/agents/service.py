@@ -73,7 +73,7 @@ class AgentService:
         if not self.port:
             raise SettingsError("DEVTOOLS_AGENT_PORT: needed when the agent has no port_setting")
         self.base_url = rt.public_url or f"http://{settings.host}:{self.port}"
-        self.services: dict[str, Any] = {"settings": settings, "replica_id": self.registry_id}
+        self.resources: dict[str, Any] = {"settings": settings, "replica_id": self.registry_id}
         # One count for both paths: the bus consumer alone does not see HTTP requests.
         self.slots = SharedCapacity(agent.capacity)
         self.draining = False
@@ -124,12 +124,12 @@ class AgentService:
             self.settings, agent_id=self.registry_id, options=BusOptions(claim_idle_ms=self.rt.claim_idle_ms)
         )
         await self.bus.start()
-        self.services["bus"] = self.bus
+        self.resources["bus"] = self.bus
         if self.rt.registration:
             self.registry = RegistryClient.from_settings(self.settings)
-            self.services["registry"] = self.registry
+            self.resources["registry"] = self.registry
         for hook in self.agent.startup_hooks:
-            await hook(self.services)
+            await hook(self.resources)
         self.consumer = await self.bus.serve_requests(
             self.agent.agent_id,
             self.agent.capability_names,
@@ -205,7 +205,7 @@ class AgentService:
                     log.warning("deregistration failed", extra={"error": exc.message})
             await self.registry.close()
         for hook in self.agent.shutdown_hooks:
-            await hook(self.services)
+            await hook(self.resources)
         if self.bus is not None:
             await self.bus.close()
         if self._task_pool is not None:
@@ -215,7 +215,9 @@ class AgentService:
     # -- requests ------------------------------------------------------------------------------
 
     def _context(self, request: AgentRequestEvent, via: Via) -> RequestContext:
-        return RequestContext(request=request, agent_id=self.agent.agent_id, via=via, services=self.services)
+        return RequestContext(
+            request=request, agent_id=self.agent.agent_id, via=via, resources=self.resources
+        )
 
     async def _execute(
         self, spec: HandlerSpec, payload: Any, request: AgentRequestEvent, via: Via

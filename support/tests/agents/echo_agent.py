@@ -51,7 +51,7 @@ class RunPayload(BaseModel):
 
 @agent.handler("ECHO", payload_model=EchoPayload)
 async def echo(payload: EchoPayload, ctx: RequestContext) -> dict[str, Any]:
-    return {"text": payload.text * payload.repeat, "via": ctx.via, "replica": ctx.services["replica_id"]}
+    return {"text": payload.text * payload.repeat, "via": ctx.via, "replica": ctx.resources["replica_id"]}
 
 
 @agent.handler("FAIL")
@@ -66,7 +66,7 @@ async def fail(payload: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
 
 @agent.handler("RUN", payload_model=RunPayload)
 async def run(payload: RunPayload, ctx: RequestContext) -> dict[str, Any]:
-    folder = Path(ctx.services["settings"].data_dir) / "echo-run"
+    folder = Path(ctx.resources["settings"].data_dir) / "echo-run"
     folder.mkdir(parents=True, exist_ok=True)
     outcome = await asyncio.to_thread(
         run_command,
@@ -80,28 +80,28 @@ async def run(payload: RunPayload, ctx: RequestContext) -> dict[str, Any]:
 
 
 def _keys(ctx: RequestContext, gate: str) -> tuple[str, str]:
-    prefix = ctx.services["settings"].redis_prefix
+    prefix = ctx.resources["settings"].redis_prefix
     return f"{prefix}:test:started:{gate}", f"{prefix}:test:release:{gate}"
 
 
 @agent.handler("WAIT", payload_model=WaitPayload)
 async def wait(payload: WaitPayload, ctx: RequestContext) -> dict[str, Any]:
     started, release = _keys(ctx, payload.gate)
-    active = f"{ctx.services['settings'].redis_prefix}:test:active:{ctx.services['replica_id']}"
-    client = aioredis.Redis.from_url(ctx.services["settings"].redis_url, decode_responses=True)
+    active = f"{ctx.resources['settings'].redis_prefix}:test:active:{ctx.resources['replica_id']}"
+    client = aioredis.Redis.from_url(ctx.resources["settings"].redis_url, decode_responses=True)
     try:
         # How many WAITs this replica holds at once, as each one starts: tests check the recorded
         # concurrency never passes its capacity.
         now_active = await client.incr(active)
         await client.rpush(f"{active}:seen", now_active)
-        await client.rpush(started, ctx.services["replica_id"])
+        await client.rpush(started, ctx.resources["replica_id"])
         try:
             released = await client.blpop([release], timeout=payload.max_wait_seconds)
         finally:
             await client.decr(active)
     finally:
         await client.aclose()
-    return {"released": released is not None, "replica": ctx.services["replica_id"], "via": ctx.via}
+    return {"released": released is not None, "replica": ctx.resources["replica_id"], "via": ctx.via}
 
 
 if __name__ == "__main__":
