@@ -5,19 +5,19 @@ process carries the ticket to DONE. Every task is recorded once, and the app is 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from agent_orchestrator.demo.sample_repo import create_sample_repo
-from agent_orchestrator.runs.queue import EVENTS_CHANNEL, RunQueue
+from agent_orchestrator.runs.queue import RunQueue
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.tasks import TaskStatus, TaskStore
 from agent_orchestrator.tickets import RepoRef, TicketCreate, TicketStatus, TicketStore, open_ticket
 from support.tests.agents.processes import free_port
+from support.tests.chaos.orchestrator_kill import kill_orchestrator_when
 from support.tests.workflows.flagship_platform import Platform, running_platform
 
 pytestmark = pytest.mark.chaos
@@ -29,34 +29,6 @@ def platform(module_env: dict[str, str], log_dir: Path) -> Iterator[Platform]:
     agents = ["documentation", "code-review", "cicd", "infrastructure"]
     with running_platform(module_env, log_dir, agents, DEVTOOLS_ORCHESTRATOR_LEASE_SECONDS="2") as running:
         yield running
-
-
-@pytest.fixture
-async def runtime(database_url: str) -> AsyncIterator[RunsRuntime]:
-    rt = await RunsRuntime.open(database_url, pool_max=3)
-    try:
-        yield rt
-    finally:
-        await rt.close()
-
-
-async def _kill_when(runtime: RunsRuntime, run_id: object, kind: str, key: str, platform: Platform) -> None:
-    """SIGKILL the orchestrator the moment the ticket's run records `kind` for task `key` (NOTIFY)."""
-    sub = runtime.listener.subscribe(EVENTS_CHANNEL, key=str(run_id))
-    try:
-        deadline = time.monotonic() + 120
-        seen = 0
-        while time.monotonic() < deadline:
-            for event in await runtime.queue.events_after(run_id, seen):  # type: ignore[arg-type]
-                seen = event.id
-                if event.kind == kind and event.data.get("key") == key:
-                    platform.orchestrator.kill()
-                    return
-                assert event.kind not in ("failed", "succeeded"), f"run ended before {key} {kind}: {event}"
-            await sub.wait(deadline - time.monotonic())
-        raise AssertionError(f"{key} did not reach {kind} in time")
-    finally:
-        sub.close()
 
 
 async def test_orchestrator_killed_mid_ticket_another_carries_it_to_done(
@@ -74,7 +46,13 @@ async def test_orchestrator_killed_mid_ticket_another_carries_it_to_done(
     )
 
     # The tests of INTEGRATION are running on the cicd agent when the orchestrator dies.
-    await _kill_when(runtime, ticket.run_id, "task_running", "tests", platform)
+    await kill_orchestrator_when(
+        runtime,
+        ticket.id,  # the ticket's run has the ticket's id
+        platform,
+        lambda e: e.kind == "task_running" and e.data.get("key") == "tests",
+        "the tests running",
+    )
     survivor = platform.start_orchestrator("orchestrator-b")
     with platform.client(survivor) as client:
         run = await asyncio.to_thread(client.follow_ticket, str(ticket.id))

@@ -5,8 +5,7 @@ deploy again either."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -14,9 +13,9 @@ import httpx
 import pytest
 
 from agent_orchestrator.demo.sample_repo import create_sample_repo
-from agent_orchestrator.runs.queue import EVENTS_CHANNEL
 from agent_orchestrator.runs.runtime import RunsRuntime
 from support.tests.agents.processes import free_port
+from support.tests.chaos.orchestrator_kill import kill_orchestrator_when
 from support.tests.workflows.flagship_platform import Platform, running_platform
 
 pytestmark = pytest.mark.chaos
@@ -28,34 +27,6 @@ def platform(module_env: dict[str, str], log_dir: Path) -> Iterator[Platform]:
     agents = ["code-review", "cicd", "infrastructure"]
     with running_platform(module_env, log_dir, agents, DEVTOOLS_ORCHESTRATOR_LEASE_SECONDS="2") as running:
         yield running
-
-
-@pytest.fixture
-async def runtime(database_url: str) -> AsyncIterator[RunsRuntime]:
-    rt = await RunsRuntime.open(database_url, pool_max=2)
-    try:
-        yield rt
-    finally:
-        await rt.close()
-
-
-async def _kill_after_node(runtime: RunsRuntime, run_id: UUID, node: str, platform: Platform) -> None:
-    """SIGKILL the orchestrator the moment `node` has finished (NOTIFY of the event, no polling)."""
-    sub = runtime.listener.subscribe(EVENTS_CHANNEL, key=str(run_id))
-    try:
-        deadline = time.monotonic() + 120
-        seen = 0
-        while time.monotonic() < deadline:
-            for event in await runtime.queue.events_after(run_id, seen):
-                seen = event.id
-                if event.kind == "node_finished" and event.node == node:
-                    platform.orchestrator.kill()
-                    return
-                assert event.kind not in ("failed", "succeeded"), f"run ended before {node}: {event}"
-            await sub.wait(deadline - time.monotonic())
-        raise AssertionError(f"{node} did not finish in time")
-    finally:
-        sub.close()
 
 
 async def _effects(runtime: RunsRuntime, run_id: UUID) -> list[str]:
@@ -74,7 +45,9 @@ async def test_orchestrator_killed_after_deploy_another_finishes_and_deploys_onc
         )
     run_id = UUID(created["id"])
 
-    await _kill_after_node(runtime, run_id, "deploy", platform)
+    await kill_orchestrator_when(
+        runtime, run_id, platform, lambda e: e.kind == "node_finished" and e.node == "deploy", "deploy"
+    )
     survivor = platform.start_orchestrator("orchestrator-b")
     with platform.client(survivor) as client:
         done = client.follow(str(run_id))
