@@ -39,7 +39,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
-        pass
+        """Quiet: the sample app's requests are not the demo's output."""
 
 
 def main() -> None:

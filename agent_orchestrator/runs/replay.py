@@ -55,7 +55,7 @@ WHERE b.thread_id = %(src)s AND b.checkpoint_ns = '' AND (b.channel, b.version) 
 
 
 class CheckpointNotFound(LookupError):
-    pass
+    """The run has no checkpoint with that id (replay answers 404)."""
 
 
 async def fork_run(

@@ -61,11 +61,11 @@ class WorkerOptions:
 
 
 class _LeaseLost(Exception):
-    pass
+    """Another worker holds the run now: stop without touching it."""
 
 
 class _Cancelled(Exception):
-    pass
+    """A cancel was requested while the run was executing."""
 
 
 class Worker:

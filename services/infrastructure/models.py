@@ -23,15 +23,15 @@ class RollbackPayload(FencedEnvironmentPayload):
 
 
 class HealthCheckPayload(EnvironmentPayload):
-    pass
+    """Which environment to probe (a read: no fencing token)."""
 
 
 class StopServicePayload(FencedEnvironmentPayload):
-    pass
+    """Stop the environment's app (a change: fenced like a deploy)."""
 
 
 class RestartServicePayload(FencedEnvironmentPayload):
-    pass
+    """Restart the live release (a change: fenced like a deploy)."""
 
 
 class UpdateConfigPayload(FencedEnvironmentPayload):
