@@ -24,8 +24,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from agent_orchestrator.api.gates import router as gates_router
 from agent_orchestrator.api.runs import router as runs_router
 from agent_orchestrator.api.tasks import router as tasks_router
+from agent_orchestrator.api.ticket_context import router as ticket_context_router
 from agent_orchestrator.api.tickets import router as tickets_router
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
@@ -63,6 +65,8 @@ def create_orchestrator_app(
     app.include_router(runs_router)
     app.include_router(tickets_router)
     app.include_router(tasks_router)
+    app.include_router(gates_router)
+    app.include_router(ticket_context_router)
     agent_lifespan = app.router.lifespan_context
     options = worker_options or WorkerOptions()
 

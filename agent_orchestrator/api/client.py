@@ -239,6 +239,16 @@ class OrchestratorClient:
                     return run
         return self.get_run(run_id)
 
+    def ticket_gates(self, ticket_id: str) -> list[dict[str, Any]]:
+        """Every evaluation of the ticket's gates, oldest first, with each criterion's measured value."""
+        return self._call("GET", f"/api/v1/tickets/{ticket_id}/gates")  # type: ignore[no-any-return]
+
+    def ticket_artifacts(self, ticket_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/v1/tickets/{ticket_id}/artifacts")  # type: ignore[no-any-return]
+
+    def evaluate_gate(self, ticket_id: str, phase: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/tickets/{ticket_id}/gates/{phase}/evaluate")  # type: ignore[no-any-return]
+
     def list_tasks(
         self,
         ticket: str | None = None,

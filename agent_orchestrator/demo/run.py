@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import time
@@ -138,6 +139,34 @@ def _agent_request(
     return response.json()  # type: ignore[no-any-return]
 
 
+def _question(result: dict[str, Any]) -> str:
+    asked = [c for c in result["criteria"] if c["kind"] == "approval"]
+    return str(asked[0].get("detail") or asked[0].get("name")) if asked else "approve?"
+
+
+def _gates_table(gates: list[dict[str, Any]]) -> Table:
+    """Each gate evaluation: its criteria with what was measured against what was expected."""
+    table = Table(title="the ticket's gates")
+    for column in ("phase", "criterion", "passed", "measured", "expected"):
+        table.add_column(column)
+    for gate in gates:
+        for criterion in gate["criteria"]:
+            mark = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "[yellow]?[/yellow]"}
+            table.add_row(
+                gate["phase"],
+                criterion["name"],
+                mark[criterion["passed"]],
+                _short(criterion.get("measured")),
+                _short(criterion.get("expected")),
+            )
+    return table
+
+
+def _short(value: Any) -> str:
+    text = "-" if value is None else json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _get(url: str) -> str | None:
     try:
         response = httpx.get(url, timeout=5)
@@ -213,16 +242,33 @@ def _story(settings: Settings, supervisor: Supervisor, token: str, console: Cons
         ticket = client.create_ticket(
             "Greet people by name", str(repo.path), head=repo.feature, base=repo.base, labels=["demo"]
         )
-        console.print(f"ticket {ticket['id']} filed: {ticket['title']}")
-        run = follow_ticket(client, str(ticket["id"]), console)
+        ticket_id = str(ticket["id"])
+        console.print(f"ticket {ticket_id} filed: {ticket['title']}")
+        run = follow_ticket(client, ticket_id, console)
+        approvals = 0
+        while run["status"] == "interrupted" and client.get_ticket(ticket_id)["waiting_for"] == "approval":
+            waiting = client.ticket_gates(ticket_id)[-1]
+            console.print(f"[yellow]gate {waiting['phase']} asks:[/yellow] {_question(waiting)}")
+            console.print(
+                f"  the demo answers as the person would: [bold]devtools approve {ticket_id}[/bold]"
+            )
+            client.decide(ticket_id, True, comment="approved by the demo")
+            approvals += 1
+            run = follow_ticket(client, ticket_id, console)
         final = client.final_result(run) or {}
         if final.get("report"):
             console.print(Markdown(final["report"]))
         ticket = client.get_ticket(str(ticket["id"]))
         tasks = client.list_tasks(ticket=str(ticket["id"]), limit=100)
         done = sum(1 for t in tasks if t["status"] == "succeeded")
-        detail = f"{ticket['phase']}; {done}/{len(tasks)} tasks succeeded on the agents"
-        ok = ticket["phase"] == "DONE" and done == len(tasks)
+        gates = [g for g in client.ticket_gates(ticket_id) if g["verdict"] != "waiting"]
+        console.print(_gates_table(gates))
+        passed = [g["phase"] for g in gates if g["verdict"] == "passed"]
+        detail = (
+            f"{ticket['phase']}; {done}/{len(tasks)} tasks succeeded on the agents; "
+            f"gates passed: {', '.join(passed)} ({approvals} approval)"
+        )
+        ok = ticket["phase"] == "DONE" and done == len(tasks) and approvals == 1 and len(passed) == len(gates)
         steps.append(StepResult("ticket", ok, detail, time.monotonic() - started, str(ticket["id"])))
     except (OrchestratorError, httpx.HTTPError) as exc:
         steps.append(StepResult("error", False, str(exc), 0.0))

@@ -31,11 +31,13 @@ log = logging.getLogger(__name__)
 TICKET_WORKFLOW = "ticket"
 WAITING_FOR_TASKS = "tasks"
 WAITING_FOR_PERSON = "person"
+WAITING_FOR_APPROVAL = "approval"  # a gate's approval question, decided with approve/reject
 # Higher runs first on the queue.
 RUN_PRIORITY = {Priority.CRITICAL: 30, Priority.HIGH: 20, Priority.MEDIUM: 10, Priority.LOW: 0}
 # A ticket whose run is missing this long after opening lost it to a crash: start it.
 ORPHAN_AFTER_SECONDS = 5.0
 
+LABEL_SQL = "SELECT ticket_phase_label(%s, %s, %s) AS label"
 WAITING_SQL = """
 SELECT t.id, t.phase, t.run_id, r.interrupt
 FROM tickets t JOIN runs r ON r.id = t.run_id
@@ -81,6 +83,16 @@ async def cancel_ticket(
     if ticket.run_id is not None:
         await queue.cancel(ticket.run_id, by)
     return ticket
+
+
+async def phase_label(pool: AsyncConnectionPool, tickets: TicketStore, ticket: Ticket) -> str:
+    """The label the tasks of the ticket's current phase round carry: the phase's name, or
+    `<PHASE>#<round>` when a failed gate sent the ticket back to it (config/state/092_phase_rounds.sql)."""
+    machine = tickets.machine(ticket.phase_file)
+    resume_from = [p.name for p in machine.phases if p.return_to_previous]
+    async with pool.connection() as conn:
+        row = await (await conn.execute(LABEL_SQL, (ticket.id, ticket.phase, resume_from))).fetchone()
+    return str(row["label"]) if row else ticket.phase
 
 
 def waiting_for(interrupt: Any) -> str | None:
@@ -135,7 +147,10 @@ class TicketWaker:
                 # The ticket is open again: a person moved it on before its run had recorded the wait.
                 decision: dict[str, Any] = {"ticket": "open", "phase": row["phase"]}
             elif waiting == WAITING_FOR_TASKS:
-                summary = await self.tasks.phase_summary(row["id"], row["phase"])
+                ticket = await self.tickets.get(row["id"])
+                summary = await self.tasks.phase_summary(
+                    row["id"], await phase_label(self.pool, self.tickets, ticket)
+                )
                 if not summary.all_final:
                     continue
                 decision = {"tasks": "final", "phase": row["phase"]}

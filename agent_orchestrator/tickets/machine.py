@@ -1,5 +1,5 @@
 """The phase state machine a phase file declares: phases in order, their transitions and the
-status each implies, and the task templates each phase generates.
+status each implies, the task templates each phase generates, and the gate each phase must pass.
 
 Built (and validated) by `phases.load_phase_machine`; immutable afterwards, so one instance can be
 shared by every ticket that uses the file.
@@ -13,6 +13,7 @@ from typing import Any
 
 from agent_orchestrator.tasks import TaskArgumentError, TaskSpec, specs_from_plan
 from agent_orchestrator.tickets.errors import TransitionRefused, VariableError
+from agent_orchestrator.tickets.gates import BackTo, Gate
 from agent_orchestrator.tickets.models import TicketStatus
 from agent_orchestrator.tickets.variables import resolve
 
@@ -63,10 +64,17 @@ class Phase:
     tasks: tuple[TaskTemplate, ...] = ()
     # A task key of an earlier phase whose result (a DECOMPOSE_TASK plan) is this phase's tasks.
     expand: str | None = None
+    # What the phase must prove before the ticket leaves it (None: its tasks all succeeded is enough).
+    gate: Gate | None = None
 
     @property
     def terminal(self) -> bool:
         return self.status.closed
+
+    @property
+    def back_to(self) -> str | None:
+        """The earlier phase a failed gate sends the ticket back to, if the gate says so."""
+        return self.gate.on_fail.phase if self.gate and isinstance(self.gate.on_fail, BackTo) else None
 
 
 @dataclass(frozen=True)
@@ -105,12 +113,15 @@ class PhaseMachine:
         return self.phase(name).status
 
     def allowed(self, from_phase: str, previous: str | None = None) -> list[str]:
-        """Where a ticket in `from_phase` may go: its declared `next`, the phase it came from when it
-        may return there, then the phases reachable from any open phase. Never itself."""
+        """Where a ticket in `from_phase` may go: its declared `next`, the earlier phase its gate sends
+        it back to on failure, the phase it came from when it may return there, then the phases
+        reachable from any open phase. Never itself."""
         phase = self.get(from_phase)
         if phase is None or phase.terminal:
             return []
         targets = list(phase.next)
+        if phase.back_to:
+            targets.append(phase.back_to)
         if phase.return_to_previous and previous and self.get(previous) is not None:
             targets.append(previous)
         targets += self.from_any_open

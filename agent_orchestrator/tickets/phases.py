@@ -4,8 +4,9 @@ Everything a ticket will rely on is checked at load, so a bad file fails when it
 the file, the key path inside it (`phases[2].tasks[1].depends_on`) and the reason, never halfway
 through a ticket: unknown keys, bounds, undeclared phases in `next` / `from_any_open`, terminal
 phases with transitions or tasks, unreachable phases, task keys used twice, dependencies on
-unknown tasks, dependency cycles (named: a -> b -> a), and placeholders that can never resolve
-(an unknown namespace or field, or `{context.X}` where X is no task of an earlier phase).
+unknown tasks, dependency cycles (named: a -> b -> a), placeholders that can never resolve
+(an unknown namespace or field, or `{context.X}` where X is no task of an earlier phase), and gates
+that could never be evaluated (gates/checks.py: unknown tasks or measures, back_to a later phase).
 
 The schema is described at the top of config/phases/default.yaml.
 """
@@ -16,12 +17,14 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent_orchestrator.tickets.errors import PhaseFileError, TicketArgumentError, VariableError
+from agent_orchestrator.tickets.gates import Gate, PhaseView, check_gate
 from agent_orchestrator.tickets.machine import Phase, PhaseMachine, TaskTemplate
 from agent_orchestrator.tickets.models import PHASE_FILE_PATTERN, PHASE_NAME_PATTERN, TicketStatus
 from agent_orchestrator.tickets.variables import parse_template, placeholder_problem, walk_strings
@@ -64,6 +67,7 @@ class _PhaseFile(BaseModel):
     tasks: list[_TaskFile] = Field(default_factory=list, max_length=50)
     # The phase's tasks are the steps of the DECOMPOSE_TASK plan this task of an earlier phase returned.
     expand: str | None = Field(None, pattern=TASK_KEY_PATTERN)
+    gate: Gate | None = None
 
 
 class _MachineFile(BaseModel):
@@ -107,30 +111,69 @@ def _key_path(loc: Sequence[int | str]) -> str:
     return text or "(top level)"
 
 
-def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """The schema model that describes the mapping at `loc` (to list its allowed keys)."""
+def _unwrap(annotation: Any) -> Any:
+    """Annotated[X, ...] -> X and X | None -> X; a union of several models stays a union."""
+    while get_origin(annotation) is Annotated or (
+        get_origin(annotation) in (Union, UnionType)
+        and NoneType in get_args(annotation)
+        and len(get_args(annotation)) == 2
+    ):
+        annotation = next(a for a in get_args(annotation) if a is not NoneType)
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _tag(model: Any) -> str | None:
+    """The value that selects `model` in a tagged union: its `kind` (criteria) or `action` (on_fail)."""
+    fields = model.model_fields if _is_model(model) else {}
+    name = next((n for n in ("kind", "action") if n in fields), None)
+    return str(get_args(fields[name].annotation)[0]) if name else None
+
+
+def _resolve_loc(loc: Sequence[int | str]) -> tuple[list[int | str], type[BaseModel] | None]:
+    """A validation error's location as the file's key path, without the tag pydantic inserts for a
+    tagged union (`criteria.0.threshold.min` is `criteria[0].min` in the file), and the schema model
+    of the mapping it ends at (to list its allowed keys)."""
     current: Any = _MachineFile
+    path: list[int | str] = []
     for item in loc:
+        current = _unwrap(current)
+        if get_origin(current) in (Union, UnionType):  # a tagged union (criteria, on_fail): item is the tag
+            current = next((m for m in get_args(current) if _tag(m) == item), None)
+            continue
         if isinstance(item, int):
-            args = get_args(current)
-            current = args[0] if args else None
-        elif isinstance(current, type) and issubclass(current, BaseModel) and item in current.model_fields:
+            current = (get_args(current) or (None,))[0]
+        elif _is_model(current) and item in current.model_fields:
             current = current.model_fields[item].annotation
         else:
-            return None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+            current = None
+        path.append(item)
+    current = _unwrap(current)
+    return path, current if _is_model(current) else None
 
 
 def _structure_error(file: str, exc: ValidationError) -> PhaseFileError:
     error = exc.errors()[0]
-    loc = error["loc"]
+    loc, _ = _resolve_loc(error["loc"])
+    ctx = error.get("ctx") or {}
+    reason = error["msg"]
     if error["type"] == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        allowed = f" (allowed: {', '.join(model.model_fields)})" if model else ""
-        return PhaseFileError(file, _key_path(loc), f"unknown key {loc[-1]!r}{allowed}")
-    if error["type"] == "missing":
-        return PhaseFileError(file, _key_path(loc), "missing required key")
-    return PhaseFileError(file, _key_path(loc), error["msg"])
+        _, parent = _resolve_loc(error["loc"][:-1])
+        allowed = f" (allowed: {', '.join(parent.model_fields)})" if parent else ""
+        reason = f"unknown key {loc[-1]!r}{allowed}"
+    elif error["type"] == "missing":
+        reason = "missing required key"
+    elif error["type"] == "union_tag_not_found":
+        reason = f"missing required key {ctx.get('discriminator', '')}"
+    elif error["type"] == "union_tag_invalid":
+        loc.append(str(ctx.get("discriminator", "")).strip("'"))
+        reason = f"unknown value {ctx.get('tag', '')!r} (one of: {ctx.get('expected_tags', '')})"
+    elif error["type"] == "value_error" and "error" in ctx:
+        reason = str(ctx["error"])  # without pydantic's "Value error, " prefix
+    return PhaseFileError(file, _key_path(loc), reason)
 
 
 def _dependency_cycle(tasks: Sequence[_TaskFile]) -> tuple[int, list[str]] | None:
@@ -175,6 +218,7 @@ class _Checker:
         for i, name in enumerate(self.spec.from_any_open):
             self.declared(name, f"from_any_open[{i}]")
         self.tasks()
+        self.gates()
         self.reachability()
 
     def phases(self) -> None:
@@ -265,6 +309,21 @@ class _Checker:
                 if problem:
                     raise self.fail(key, problem)
 
+    def gates(self) -> None:
+        views = [
+            PhaseView(
+                name=p.name,
+                status=p.status,
+                tasks={t.key: (t.request_type, t.payload) for t in p.tasks},
+                expand=p.expand,
+            )
+            for p in self.spec.phases
+        ]
+        for i, phase in enumerate(self.spec.phases):
+            if phase.gate is not None:
+                earlier = {t.key for p in self.spec.phases[:i] for t in p.tasks}
+                check_gate(self.file, i, phase.gate, views, earlier)
+
     def reachability(self) -> None:
         spec = self.spec
         by_name = {p.name: p for p in spec.phases}
@@ -291,6 +350,7 @@ def _build(name: str, file: str, spec: _MachineFile) -> PhaseMachine:
             next=tuple(p.next),
             return_to_previous=p.return_to_previous,
             expand=p.expand,
+            gate=p.gate,
             tasks=tuple(
                 TaskTemplate(
                     key=t.key,

@@ -8,7 +8,7 @@ of the ticket says so (`PhaseMachine.check`), and transition_ticket then seriali
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ SELECT * FROM create_ticket(
 UPDATE_SQL = "SELECT * FROM update_ticket(%s, %s, %s)"
 TRANSITION_SQL = "SELECT * FROM transition_ticket(%s, %s, %s, %s, %s, %s)"
 MERGE_CONTEXT_SQL = "SELECT * FROM merge_ticket_context(%s, %s, %s, %s)"
+UPDATE_CONTEXT_SQL = "SELECT * FROM update_ticket_context(%s, %s, %s, %s, %s)"
 SET_RUN_SQL = "SELECT * FROM set_ticket_run(%s, %s)"
 GET_SQL = "SELECT * FROM tickets WHERE id = %s"
 # The ticket plus the phase it entered its current phase from (where BLOCKED may return to).
@@ -183,6 +184,22 @@ class TicketStore:
     ) -> Ticket:
         """context[key] = value (any JSON); later phases read it as {context.<key>...}."""
         return await self._ticket(MERGE_CONTEXT_SQL, (ticket_id, key, Jsonb(value), expected_version))
+
+    async def update_context(
+        self,
+        ticket_id: UUID,
+        values: Mapping[str, Any] | None = None,
+        remove: Sequence[str] = (),
+        *,
+        expected_version: int | None = None,
+        allow_reserved: bool = False,
+    ) -> Ticket:
+        """Set `values` and remove `remove` from the context in one statement (one version bump), if
+        `expected_version` is current (None: whatever is). Keys starting with '_' (`_sections`,
+        `_summary`) are the platform's: only `allow_reserved=True` (the ticket workflow) writes them.
+        A key to remove must be in the context (TicketArgumentError naming `remove[i]` otherwise)."""
+        params = (ticket_id, expected_version, Jsonb(dict(values or {})), list(remove), allow_reserved)
+        return await self._ticket(UPDATE_CONTEXT_SQL, params)
 
     async def set_run(self, ticket_id: UUID, run_id: UUID | None) -> Ticket:
         """Attach the ticket's workflow run (None detaches it)."""

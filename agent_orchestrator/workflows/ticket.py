@@ -18,6 +18,7 @@ tasks are created once per phase and a transition already made is simply found m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any
 from uuid import UUID
@@ -28,10 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_orchestrator.runs.context import current_run
 from agent_orchestrator.runs.queue import RunQueue
-from agent_orchestrator.tasks import TaskStatus, TaskStore
+from agent_orchestrator.tasks import Task, TaskStatus, TaskStore
 from agent_orchestrator.tickets import (
+    WAITING_FOR_APPROVAL,
     WAITING_FOR_PERSON,
     WAITING_FOR_TASKS,
+    Phase,
     PhaseTransition,
     Ticket,
     TicketStatus,
@@ -39,9 +42,13 @@ from agent_orchestrator.tickets import (
     VariableError,
     template_variables,
 )
+from agent_orchestrator.tickets.context import context_update_for_phase, summary_chat_model
+from agent_orchestrator.tickets.gates import Approval, GateStore, decide, evaluate
+from agent_orchestrator.tickets.lifecycle import phase_label
 from agent_orchestrator.workflows.agent_calls import emit_event
-from agent_orchestrator.workflows.state import MultiAgentState, append_list
+from agent_orchestrator.workflows.state import MultiAgentState, append_list, merge_dicts
 from shared.bus import BusUnavailable, InterAgentEventType
+from shared.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,9 @@ class TicketState(MultiAgentState, total=False):
     ticket_id: str
     phases: Annotated[list[dict[str, Any]], append_list]
     closed: bool
+    # A gate waiting for a person's answer, and the answers given, by phase round label.
+    pending_approval: dict[str, Any] | None
+    approvals: Annotated[dict[str, Any], merge_dicts]
 
 
 def _stores() -> tuple[TicketStore, TaskStore, RunQueue]:
@@ -88,6 +98,7 @@ async def _move(tickets: TicketStore, queue: RunQueue, ticket: Ticket, to: str, 
 
 
 async def advance(state: TicketState) -> dict[str, Any]:
+    pool = current_run().pool
     tickets, tasks, queue = _stores()
     ticket = await tickets.get(UUID(state["ticket_id"]))
     machine = tickets.machine(ticket.phase_file)
@@ -97,36 +108,118 @@ async def advance(state: TicketState) -> dict[str, Any]:
     if ticket.status is TicketStatus.BLOCKED:
         interrupt({"waiting_for": WAITING_FOR_PERSON, "ticket_id": str(ticket.id), "phase": ticket.phase})
         return {}  # resumed: a person moved the ticket; the next visit reads where it is now
+    label = await phase_label(pool, tickets, ticket)
     try:
         specs = machine.tasks_for(phase.name, template_variables(ticket))
     except VariableError as exc:
         await _move(tickets, queue, ticket, "BLOCKED", f"{phase.name} cannot start: {exc}")
-        return {"phases": [{"phase": phase.name, "outcome": "blocked", "reason": str(exc)}]}
-    await tasks.create_tasks(ticket.id, phase.name, specs)
-    summary = await tasks.phase_summary(ticket.id, phase.name)
+        return {"phases": [{"phase": label, "outcome": "blocked", "reason": str(exc)}]}
+    await tasks.create_tasks(ticket.id, label, specs)
+    summary = await tasks.phase_summary(ticket.id, label)
     while not summary.all_final:
-        interrupt({"waiting_for": WAITING_FOR_TASKS, "ticket_id": str(ticket.id), "phase": phase.name})
-        summary = await tasks.phase_summary(ticket.id, phase.name)
-    phase_tasks = await tasks.list_tasks(ticket.id, phase=phase.name)
-    failed = [t for t in phase_tasks if t.status is not TaskStatus.SUCCEEDED]
+        interrupt({"waiting_for": WAITING_FOR_TASKS, "ticket_id": str(ticket.id), "phase": label})
+        summary = await tasks.phase_summary(ticket.id, label)
+    phase_tasks = await tasks.list_tasks(ticket.id, phase=label)
     ticket = await tickets.get(ticket.id)  # the ticket may have moved while we waited (cancelled)
     if ticket.phase != phase.name:
         return {}
-    if failed:
-        reasons = "; ".join(
-            f"{t.key} {t.status.value}: {t.error or t.blocked_reason or ''}".strip() for t in failed
+    ticket = await _carry_context(tickets, ticket, label, phase_tasks)
+    if phase.gate is None:
+        failed = [t for t in phase_tasks if t.status is not TaskStatus.SUCCEEDED]
+        if failed:
+            reasons = "; ".join(
+                f"{t.key} {t.status.value}: {t.error or t.blocked_reason or ''}".strip() for t in failed
+            )
+            await _move(tickets, queue, ticket, "BLOCKED", f"{phase.name} tasks did not succeed: {reasons}")
+            return {"phases": [{"phase": label, "outcome": "blocked", "reason": reasons}]}
+        await _move(
+            tickets, queue, ticket, phase.next[0], f"all {len(phase_tasks)} {phase.name} tasks succeeded"
         )
-        await _move(tickets, queue, ticket, "BLOCKED", f"{phase.name} tasks did not succeed: {reasons}")
-        return {"phases": [{"phase": phase.name, "outcome": "blocked", "reason": reasons}]}
-    for task in phase_tasks:
-        ticket = await tickets.merge_context(ticket.id, task.key, task.result)
-    target = phase.next[0]
-    await _move(tickets, queue, ticket, target, f"all {len(phase_tasks)} {phase.name} tasks succeeded")
-    return {"phases": [{"phase": phase.name, "outcome": "succeeded", "tasks": len(phase_tasks)}]}
+        return {"phases": [{"phase": label, "outcome": "succeeded", "tasks": len(phase_tasks)}]}
+    return await _pass_gate(state, ticket, phase, label, phase_tasks)
+
+
+async def _carry_context(tickets: TicketStore, ticket: Ticket, label: str, phase_tasks: list[Task]) -> Ticket:
+    """The phase's results into the ticket's context: raw results by task key, the aggregated
+    sections and the bounded summary the next phase starts from (agent_orchestrator/tickets/context.py)."""
+    chat_model = summary_chat_model(get_settings())
+    update = await asyncio.to_thread(
+        context_update_for_phase, ticket, label, phase_tasks, chat_model=chat_model
+    )
+    return await tickets.update_context(
+        ticket.id, update, expected_version=ticket.version, allow_reserved=True
+    )
+
+
+async def _pass_gate(
+    state: TicketState, ticket: Ticket, phase: Phase, label: str, phase_tasks: list[Task]
+) -> dict[str, Any]:
+    """Evaluate the phase's gate (recording its artifacts and the result) and follow its verdict."""
+    assert phase.gate is not None
+    tickets, tasks, queue = _stores()
+    gates = GateStore(current_run().pool)
+    await gates.record_artifacts(ticket.id, label, phase_tasks)
+    artifacts = await gates.artifacts(ticket.id, phase=label)
+    decided = (state.get("approvals") or {}).get(label)
+    approval = Approval.model_validate(decided) if decided else None
+    variables = template_variables(ticket)
+    result = evaluate(phase.gate, phase_tasks, artifacts, approval, variables=variables)
+    if result.verdict == "waiting":
+        # The approval question is asked in a node of its own (`approval`): one interrupt per node
+        # execution keeps LangGraph's resume values matched to the right question.
+        await gates.record_result(ticket.id, label, result, ACTOR)
+        question = {
+            "label": label,
+            "phase": phase.name,
+            "summary": result.summary,
+            **result.model_dump(mode="json"),
+        }
+        return {"pending_approval": question}
+    evaluated_by = f"{ACTOR}+{approval.by}" if approval else ACTOR
+    await gates.record_result(ticket.id, label, result, evaluated_by)
+    await _event(
+        queue, "gate_evaluated", {"phase": label, "verdict": result.verdict, "summary": result.summary}
+    )
+    # failed_rounds counts the result just recorded too: decide wants the earlier failures.
+    earlier_failures = await gates.failed_rounds(ticket.id, phase.name) - (result.verdict == "failed")
+    decision = decide(phase.gate, result, phase_tasks, failed_rounds=earlier_failures)
+    outcome: dict[str, Any] = {"phase": label, "gate": result.verdict, "action": decision.action}
+    if decision.action == "advance":
+        await _move(tickets, queue, ticket, phase.next[0], f"{phase.name} {result.summary}")
+    elif decision.action == "back_to" and decision.phase:
+        ticket = await tickets.update_context(
+            ticket.id, {"feedback": result.feedback(phase.name)}, expected_version=ticket.version
+        )
+        await _move(tickets, queue, ticket, decision.phase, f"{phase.name} gate failed: {decision.reason}")
+    elif decision.action == "retry":
+        for task in phase_tasks:
+            if task.key in decision.retry and task.status is not TaskStatus.SUCCEEDED:
+                await tasks.retry(task.id, ACTOR)
+        await _event(
+            queue, "gate_retry", {"phase": label, "tasks": decision.retry, "reason": decision.reason}
+        )
+    else:
+        await _move(tickets, queue, ticket, "BLOCKED", f"{phase.name} gate failed: {decision.reason}")
+    return {"phases": [outcome]}
+
+
+async def approval(state: TicketState) -> dict[str, Any]:
+    """Ask a person the gate's question; approve/reject (`devtools approve TICKET`) resumes with it."""
+    pending = state.get("pending_approval") or {}
+    decision = interrupt({"waiting_for": WAITING_FOR_APPROVAL, "ticket_id": state["ticket_id"], **pending})
+    decision = decision if isinstance(decision, dict) else {}
+    answer = {
+        "approved": bool(decision.get("approved")),
+        "by": str(decision.get("approver") or decision.get("by") or "unknown")[:100],
+        "comment": str(decision.get("comment") or "")[:2000],
+    }
+    return {"approvals": {pending.get("label", ""): answer}, "pending_approval": None}
 
 
 def route(state: TicketState) -> str:
-    return END if state.get("closed") else "advance"
+    if state.get("closed"):
+        return END
+    return "approval" if state.get("pending_approval") else "advance"
 
 
 async def _report(tickets: TicketStore, tasks: TaskStore, ticket: Ticket) -> dict[str, Any]:
@@ -156,6 +249,8 @@ async def _report(tickets: TicketStore, tasks: TaskStore, ticket: Ticket) -> dic
 def build_ticket_graph() -> StateGraph:
     graph = StateGraph(TicketState)
     graph.add_node("advance", advance)
+    graph.add_node("approval", approval)
     graph.add_edge(START, "advance")
-    graph.add_conditional_edges("advance", route, ["advance", END])
+    graph.add_conditional_edges("advance", route, ["advance", "approval", END])
+    graph.add_edge("approval", "advance")
     return graph

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.agents import PermanentAgentError
+
 
 class CicdError(ValueError):
     """A request the cicd agent cannot carry out as asked."""
@@ -25,3 +27,10 @@ class DeployHandoffError(CicdError):
 
 class NoInfrastructureAgentError(DeployHandoffError):
     """No live agent with the infrastructure capability answered the DEPLOY_SERVICE request."""
+
+
+class TestsFailedError(PermanentAgentError):
+    """RUN_PIPELINE with require_pass: the tests did not pass (the message names the failing ones)."""
+
+    code = "tests_failed"
+    __test__ = False  # a name pytest would otherwise take for a test class

@@ -12,7 +12,8 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.cicd.errors import CicdError, NoTestCommandError
+from services.cicd.changed_coverage import ChangedLinesCoverage, CoverageReport
+from services.cicd.errors import CicdError, NoTestCommandError, TestsFailedError
 from services.cicd.metrics import PIPELINE_DURATION, PIPELINE_RUNS
 from services.cicd.test_results import TestCounts, counts_from_junit, counts_from_summary
 from shared.diagnosis import diagnose
@@ -34,6 +35,18 @@ class RunPipelinePayload(BaseModel):
     ref: str = Field("HEAD", min_length=1, max_length=255, pattern=REF_PATTERN)
     test_command: str | None = Field(None, min_length=1, description="overrides the configured/detected one")
     timeout_seconds: float | None = Field(None, gt=0, le=6 * 3600)
+    coverage_base: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        pattern=REF_PATTERN,
+        description="measure line coverage of what base...ref changes (Python repositories, coverage.py)",
+    )
+    require_pass: bool = Field(
+        False,
+        description="answer failing tests as an error (permanent, code tests_failed) instead of a result, "
+        "so that tasks depending on this run do not start",
+    )
 
 
 class PipelineResult(BaseModel):
@@ -51,12 +64,14 @@ class PipelineResult(BaseModel):
     skipped: int
     errors: int
     total: int
+    failed_tests: list[str] = Field(default_factory=list)  # from the JUnit report; at most 50
     counts_source: Literal["junit", "summary", "none"]
     duration_seconds: float
     log_tail: str
     log_path: str
     diagnosis: str | None = None  # LLM prose, only when a model is configured and the run failed
     llm_warning: str | None = None  # why `diagnosis` is missing although a model is configured
+    coverage: CoverageReport | None = None  # only when the payload names a coverage_base
 
 
 def _makefile_has_test(root: Path) -> bool:
@@ -122,6 +137,12 @@ def run_pipeline(
         commit = resolve_ref(repo, payload.ref)
     except GitError as exc:
         raise CicdError(str(exc)) from None
+    base_commit = None
+    if payload.coverage_base is not None:
+        try:
+            base_commit = resolve_ref(repo, payload.coverage_base)
+        except GitError as exc:
+            raise CicdError(f"coverage_base: {exc}") from None
     run_id = uuid.uuid4().hex[:12]
     run_dir = data_dir / "pipelines" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,11 +154,24 @@ def run_pipeline(
         timeout = payload.timeout_seconds or config.timeout_seconds
         # Configured commands that call pytest still leave a JUnit report for exact counts.
         extra = {} if source == "detected:pytest" else {"PYTEST_ADDOPTS": f"--junitxml={junit_path}"}
-        log.info("pipeline started", extra={"run_id": run_id, "commit": commit, "command": command})
         env = clean_environment(root, extra, repo=repo)
+        measurement = None
+        if payload.coverage_base is not None and base_commit is not None:
+            measurement = ChangedLinesCoverage(
+                base=payload.coverage_base,
+                base_commit=base_commit,
+                root=root,
+                repo=repo,
+                folder=run_dir / "coverage",
+                python=interpreter_for(root, repo),
+            )
+            command, env = measurement.prepare(command, env)
+        log.info("pipeline started", extra={"run_id": run_id, "commit": commit, "command": command})
         outcome = run_command(command, cwd=root, log_path=log_path, timeout=timeout, env=env)
         tail = log_tail(log_path)
         counts = _counts(root, config, junit_path, tail)
+        # Still inside the worktree block: coverage parses the measured files for their executable lines.
+        coverage = measurement.report(commit, timed_out=outcome.timed_out) if measurement else None
     status: Literal["passed", "failed", "timed_out"] = (
         "timed_out" if outcome.timed_out else "passed" if outcome.exit_code == 0 else "failed"
     )
@@ -147,7 +181,7 @@ def run_pipeline(
     diagnosis = Prose()
     if status != "passed":
         diagnosis = diagnose(chat_model, f"Test command `{command}` {status} at commit {commit[:12]}.", tail)
-    return PipelineResult(
+    result = PipelineResult(
         run_id=run_id,
         status=status,
         repo=str(repo),
@@ -162,10 +196,19 @@ def run_pipeline(
         skipped=counts.skipped,
         errors=counts.errors,
         total=counts.total,
+        failed_tests=list(counts.failed_tests),
         counts_source=counts.source,
         duration_seconds=round(outcome.duration_seconds, 3),
         log_tail=tail,
         log_path=str(log_path),
         diagnosis=diagnosis.text,
         llm_warning=diagnosis.warning,
+        coverage=coverage,
     )
+    if payload.require_pass and status != "passed":
+        named = f": {', '.join(result.failed_tests)}" if result.failed_tests else ""
+        raise TestsFailedError(
+            f"tests {status} at {commit[:12]}: {result.failed} failed, {result.errors} errors{named} "
+            f"(log: {log_path})"
+        )
+    return result

@@ -34,10 +34,15 @@ class TestCounts:
     skipped: int = 0
     errors: int = 0
     source: CountsSource = "none"
+    # `classname::name` of the failing or erroring cases (JUnit only), at most MAX_FAILED_NAMES.
+    failed_tests: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
         return self.passed + self.failed + self.skipped + self.errors
+
+
+MAX_FAILED_NAMES = 50
 
 
 def counts_from_junit(path: Path) -> TestCounts | None:
@@ -61,6 +66,7 @@ def counts_from_junit(path: Path) -> TestCounts | None:
         passed = max(0, total - failed - errors - skipped)
         return TestCounts(passed, failed, skipped, errors, "junit")
     passed = failed = skipped = errors = 0
+    names: list[str] = []
     for case in cases:
         if case.find("failure") is not None:
             failed += 1
@@ -68,9 +74,13 @@ def counts_from_junit(path: Path) -> TestCounts | None:
             errors += 1
         elif case.find("skipped") is not None:
             skipped += 1
+            continue
         else:
             passed += 1
-    return TestCounts(passed, failed, skipped, errors, "junit")
+            continue
+        if len(names) < MAX_FAILED_NAMES:
+            names.append("::".join(part for part in (case.get("classname"), case.get("name")) if part))
+    return TestCounts(passed, failed, skipped, errors, "junit", tuple(names))
 
 
 def counts_from_summary(log_text: str) -> TestCounts | None:

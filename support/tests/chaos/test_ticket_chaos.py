@@ -45,7 +45,13 @@ async def test_orchestrator_killed_mid_ticket_another_carries_it_to_done(
         ),
     )
 
-    # The tests of INTEGRATION are running on the cicd agent when the orchestrator dies.
+    # A person approves the branch for staging (IMPLEMENTATION's gate) ...
+    with platform.client() as client:
+        waiting = await asyncio.to_thread(client.follow_ticket, str(ticket.id))
+        assert waiting["status"] == "interrupted"
+        assert client.get_ticket(str(ticket.id))["waiting_for"] == "approval"
+        client.decide(str(ticket.id), True, comment="ship it")
+    # ... and the tests of INTEGRATION are running on the cicd agent when the orchestrator dies.
     await kill_orchestrator_when(
         runtime,
         ticket.id,  # the ticket's run has the ticket's id

@@ -127,6 +127,8 @@ def test_demo_runs_the_main_job_on_the_embedded_default_and_down_stops_it(demo_e
         ticket[1] == "ok" and ticket[4].startswith("DONE;") and "tasks succeeded on the agents" in ticket[4]
     ), out
     assert "INITIAL → IMPLEMENTATION" in out and "REFACTORING → DONE" in out, out
+    # ... with its gates passed, one of them after the person's (here the demo's) approval.
+    assert "gates passed: IMPLEMENTATION, INTEGRATION, REFACTORING (1 approval)" in ticket[4], out
     assert table_row(out, "services stopped")[1] == "ok", out
 
     # Every process the demo started is gone: the deployed app and each service.

@@ -172,9 +172,9 @@ BAD_FILES: list[tuple[str, Mutation, str, str]] = [
     ),
     (
         "unknown phase key",
-        lambda d: d["phases"][1].update(gate={}),
-        "phases[1].gate",
-        "unknown key 'gate'",
+        lambda d: d["phases"][1].update(exit_criteria={}),
+        "phases[1].exit_criteria",
+        "unknown key 'exit_criteria'",
     ),
     (
         "missing required key",

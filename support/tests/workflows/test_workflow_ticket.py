@@ -15,7 +15,7 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from agent_orchestrator.demo.sample_repo import SampleRepo, create_sample_repo
+from agent_orchestrator.demo.sample_repo import SampleRepo, add_failing_test_branch, create_sample_repo
 from agent_orchestrator.runs.queue import RunQueue
 from agent_orchestrator.tasks import TaskStatus, TaskStore
 from agent_orchestrator.tickets import (
@@ -26,6 +26,7 @@ from agent_orchestrator.tickets import (
     TicketStore,
     TicketUpdate,
 )
+from agent_orchestrator.tickets.gates import GateStore
 from agent_orchestrator.tickets.lifecycle import open_ticket
 from shared.bus import InterAgentEventType
 from shared.db import open_pool
@@ -57,10 +58,16 @@ def sample(tmp_path: Path) -> Callable[[], SampleRepo]:
     return lambda: create_sample_repo(tmp_path / f"repo{next(count)}", free_port())
 
 
-def follow(platform: Platform, ticket_id: UUID) -> dict[str, Any]:
-    """The ticket's run once it rests: finished, or waiting for a person (not for its tasks)."""
+def follow(platform: Platform, ticket_id: UUID, *, approve: bool | None = True) -> dict[str, Any]:
+    """The ticket's run once it rests: finished, or waiting for a person (not for its tasks). A gate's
+    approval question is answered with `approve` (None: left waiting) and the ticket followed on."""
     with platform.client() as client:
-        return client.follow_ticket(str(ticket_id))
+        while True:
+            run = client.follow_ticket(str(ticket_id))
+            waiting = client.get_ticket(str(ticket_id))["waiting_for"]
+            if approve is None or run["status"] != "interrupted" or waiting != "approval":
+                return run
+            client.decide(str(ticket_id), approve, comment="from the tests")
 
 
 async def test_a_ticket_goes_through_every_phase_with_real_work(
@@ -96,6 +103,18 @@ async def test_a_ticket_goes_through_every_phase_with_real_work(
         assert (await http.get(repo.url + "/")).status_code == 200
     report = run["result"]["final_result"]["report"]
     assert "DONE" in report and "| INTEGRATION | deploy |" in report
+    # Every gate passed, with what it measured; IMPLEMENTATION's after a person's approval.
+    results = await GateStore(pool).results(ticket.id)
+    assert [(r.phase, r.verdict) for r in results if r.verdict != "waiting"] == [
+        ("IMPLEMENTATION", "passed"), ("INTEGRATION", "passed"), ("REFACTORING", "passed"),
+    ]  # fmt: skip
+    integration = next(r for r in results if r.phase == "INTEGRATION")
+    measured = {c.name: c.measured for c in integration.criteria}
+    assert any(v == {"passed": 2, "failed": 0, "errors": 0, "status": "passed"} for v in measured.values()), (
+        measured
+    )
+    approved = next(r for r in results if r.phase == "IMPLEMENTATION" and r.verdict == "passed")
+    assert "from the tests" in str(approved.model_dump()) or "approval" in {c.kind for c in approved.criteria}
     # Every task transition is an event of the ticket's run.
     kinds = await asyncio.to_thread(lambda: [e.kind for e in platform.client().events(str(ticket.run_id))])
     assert "task_succeeded" in kinds and "ticket_phase" in kinds
@@ -184,3 +203,60 @@ async def test_a_planned_ticket_runs_the_orchestrator_agents_plan(
 
 def git(path: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True).stdout
+
+
+async def test_a_ticket_whose_tests_fail_is_blocked_in_integration_and_never_deploys(
+    platform: Platform, pool: AsyncConnectionPool, sample: Callable[[], SampleRepo]
+) -> None:
+    repo = sample()
+    branch = await asyncio.to_thread(add_failing_test_branch, repo)
+    tickets, tasks, gates = TicketStore(pool), TaskStore(pool), GateStore(pool)
+    releases_before = platform.releases("staging")
+    ticket = await open_ticket(
+        RunQueue(pool),
+        tickets,
+        TicketCreate(title="Shout", repo=RepoRef(path=str(repo.path), head_branch=branch), created_by="dave"),
+    )
+
+    run = await asyncio.to_thread(follow, platform, ticket.id)
+
+    assert run["status"] == "interrupted"  # waits for a person
+    blocked = await tickets.get(ticket.id)
+    assert (blocked.phase, blocked.status) == ("BLOCKED", TicketStatus.BLOCKED)
+    [*_, last] = await tickets.history(ticket.id)
+    assert last.from_phase == "INTEGRATION" and "gate failed" in last.reason and "test_shout" in last.reason
+    integration = {t.key: t for t in await tasks.list_tasks(ticket.id, phase="INTEGRATION")}
+    assert integration["tests"].status is TaskStatus.FAILED
+    assert (integration["tests"].error_class, integration["tests"].error_kind) == (
+        "permanent",
+        "tests_failed",
+    )
+    assert integration["deploy"].status is TaskStatus.BLOCKED  # it never started
+    assert platform.releases("staging") == releases_before
+    [result] = [r for r in await gates.results(ticket.id) if r.phase == "INTEGRATION"]
+    assert result.verdict == "failed" and any("test_shout" in (c.detail or "") for c in result.criteria)
+
+
+async def test_a_rejected_approval_blocks_the_ticket_before_integration(
+    platform: Platform, pool: AsyncConnectionPool, sample: Callable[[], SampleRepo]
+) -> None:
+    repo = sample()
+    tickets = TicketStore(pool)
+    ticket = await open_ticket(
+        RunQueue(pool),
+        tickets,
+        TicketCreate(
+            title="Not now", repo=RepoRef(path=str(repo.path), head_branch=repo.feature), created_by="erin"
+        ),
+    )
+
+    waiting = await asyncio.to_thread(follow, platform, ticket.id, approve=None)
+    assert waiting["status"] == "interrupted"
+    assert (await tickets.get(ticket.id)).phase == "IMPLEMENTATION"
+    run = await asyncio.to_thread(follow, platform, ticket.id, approve=False)
+
+    assert run["status"] == "interrupted"
+    blocked = await tickets.get(ticket.id)
+    assert (blocked.phase, blocked.status) == ("BLOCKED", TicketStatus.BLOCKED)
+    [*_, last] = await tickets.history(ticket.id)
+    assert last.from_phase == "IMPLEMENTATION" and "gate failed" in last.reason

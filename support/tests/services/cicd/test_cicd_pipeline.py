@@ -13,8 +13,9 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from pydantic import ValidationError
 
-from services.cicd.errors import CicdError, NoTestCommandError
+from services.cicd.errors import CicdError, NoTestCommandError, TestsFailedError
 from services.cicd.pipeline import RunPipelinePayload, run_pipeline
+from shared.bus import ErrorClass, classify
 from shared.git import run_git
 from support.tests.gitrepo import GitRepo
 
@@ -63,6 +64,24 @@ def test_failing_test_gives_failed_pipeline_with_counts(repo: GitRepo, tmp_path:
     assert not any((data_dir / "worktrees" / "cicd").iterdir())
     assert "wt-" not in run_git(repo.path, "worktree", "list")
     assert "arithmetic is broken" in Path(result.log_path).read_text()
+    assert result.failed_tests == ["test_mixed::test_broken"]
+
+
+def test_require_pass_answers_failing_tests_as_a_permanent_error_naming_them(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    repo.commit("mixed tests", {"test_mixed.py": MIXED_TESTS})
+    payload = RunPipelinePayload(repo=str(repo.path), ref="main", require_pass=True)
+
+    with pytest.raises(TestsFailedError) as failed:
+        run_pipeline(payload, data_dir=tmp_path / "data")
+
+    info = classify(failed.value)
+    assert (info.code, info.error_class) == ("tests_failed", ErrorClass.PERMANENT)
+    assert "1 failed" in str(failed.value) and "test_mixed::test_broken" in str(failed.value)
+    # Passing tests are a plain result, require_pass or not.
+    repo.commit("fixed", {"test_mixed.py": "def test_fine(): assert True\n"})
+    assert run_pipeline(payload, data_dir=tmp_path / "data").status == "passed"
 
 
 def test_passing_tests_give_passed_pipeline(repo: GitRepo, tmp_path: Path) -> None:
