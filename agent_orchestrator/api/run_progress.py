@@ -65,6 +65,23 @@ def print_ticket_event(console: Console, event: RunEvent) -> None:
         )
 
 
+class TicketProgress:
+    """Prints a ticket's phase moves and task changes until its run rests, and remembers the last
+    event shown, so following again (after an approval) goes on where it stopped."""
+
+    def __init__(self, client: OrchestratorClient, ticket_id: str, console: Console) -> None:
+        self.client, self.ticket_id, self.console = client, ticket_id, console
+        self.last_event = 0
+
+    def follow(self) -> dict[str, Any]:
+        return self.client.follow_ticket(self.ticket_id, on_event=self._show, after=self.last_event)
+
+    def _show(self, event: RunEvent) -> None:
+        if event.id is not None:
+            self.last_event = max(self.last_event, event.id)
+        print_ticket_event(self.console, event)
+
+
 def follow_ticket(client: OrchestratorClient, ticket_id: str, console: Console) -> dict[str, Any]:
     """Print the ticket's phase moves and task changes until its run rests; return the run."""
-    return client.follow_ticket(ticket_id, on_event=lambda e: print_ticket_event(console, e))
+    return TicketProgress(client, ticket_id, console).follow()

@@ -28,7 +28,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from agent_orchestrator.api.client import OrchestratorClient, OrchestratorError
-from agent_orchestrator.api.run_progress import follow_run, follow_ticket
+from agent_orchestrator.api.run_progress import TicketProgress, follow_run
 from agent_orchestrator.demo.sample_repo import create_sample_repo
 from agent_orchestrator.stack import (
     PortInUseError,
@@ -244,7 +244,8 @@ def _story(settings: Settings, supervisor: Supervisor, token: str, console: Cons
         )
         ticket_id = str(ticket["id"])
         console.print(f"ticket {ticket_id} filed: {ticket['title']}")
-        run = follow_ticket(client, ticket_id, console)
+        progress = TicketProgress(client, ticket_id, console)
+        run = progress.follow()
         approvals = 0
         while run["status"] == "interrupted" and client.get_ticket(ticket_id)["waiting_for"] == "approval":
             waiting = client.ticket_gates(ticket_id)[-1]
@@ -254,7 +255,7 @@ def _story(settings: Settings, supervisor: Supervisor, token: str, console: Cons
             )
             client.decide(ticket_id, True, comment="approved by the demo")
             approvals += 1
-            run = follow_ticket(client, ticket_id, console)
+            run = progress.follow()
         final = client.final_result(run) or {}
         if final.get("report"):
             console.print(Markdown(final["report"]))
