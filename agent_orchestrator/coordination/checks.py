@@ -74,7 +74,9 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[list[int | str], type[BaseMo
                 continue
             if isinstance(item, str) and not item.startswith("[") and item not in ("[key]",):
                 # a union of plain types (`int | str`): pydantic names the member it tried
-                current = next((m for m in members if str(item).startswith(getattr(m, "__name__", "?"))), None)
+                current = next(
+                    (m for m in members if str(item).startswith(getattr(m, "__name__", "?"))), None
+                )
                 continue
         if isinstance(item, int):
             current = (get_args(current) or (None,))[0]
@@ -97,7 +99,9 @@ def key_path(loc: Sequence[int | str]) -> str:
 
 
 def structure_error(file: str, exc: ValidationError) -> PatternError:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    # An unknown key first: it is most often the misspelling of the key reported missing.
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc, _ = _resolve_loc(error["loc"])
     ctx = error.get("ctx") or {}
     reason = error["msg"]
@@ -132,7 +136,7 @@ class ScopeChecker:
         steps = list(self.spec.steps)
         self.scope(steps, "steps", outer={}, carry=None)
         if self.spec.result is not None:
-            self.result_step(self.spec.result, steps, "result")
+            self.result_step(self.spec.result, steps, "result", "of the pattern")
 
     def parameters(self) -> None:
         for name, p in self.params.items():
@@ -154,7 +158,9 @@ class ScopeChecker:
             placeholders = self.placeholders_in(p.default, f"{key}.default")
             for where, part in placeholders:
                 if part.namespace not in ("ticket", "repo", "context"):
-                    raise self.fail(where, f"{part.text}: a default reads the ticket, the repo or the context only")
+                    raise self.fail(
+                        where, f"{part.text}: a default reads the ticket, the repo or the context only"
+                    )
                 if problem := self.problem(part, None, "", {}, None, where):
                     raise self.fail(where, problem)
             if not placeholders and (problem := p.problem(p.default)):
@@ -171,7 +177,9 @@ class ScopeChecker:
             found += [(key, p) for p in parts if isinstance(p, Placeholder)]
         return found
 
-    def scope(self, steps: list[AnyStep], base: str, outer: dict[str, AnyStep], carry: set[str] | None) -> None:
+    def scope(
+        self, steps: list[AnyStep], base: str, outer: dict[str, AnyStep], carry: set[str] | None
+    ) -> None:
         by_key: dict[str, AnyStep] = {}
         for i, step in enumerate(steps):
             if step.key in by_key or step.key in outer:
@@ -208,7 +216,9 @@ class ScopeChecker:
                         "steps made up front (see docs/COORDINATION_PATTERNS.md, up front and deferred)",
                     )
 
-    def reference(self, name: str, step: AnyStep, by_key: dict[str, AnyStep], where: str, need: str) -> AnyStep:
+    def reference(
+        self, name: str, step: AnyStep, by_key: dict[str, AnyStep], where: str, need: str
+    ) -> AnyStep:
         """The step `name` refers to from `step`, checked: known in the scope, not itself; a used
         pattern's result is settled once every pattern is loaded."""
         if name == step.key:
@@ -247,7 +257,8 @@ class ScopeChecker:
         elif namespace == "params":
             declared = self.params.get(name)
             if declared is None:
-                return f"unknown parameter {name!r} in {part.text} (parameters: {', '.join(self.params) or 'none'})"
+                known = ", ".join(self.params) or "none"
+                return f"unknown parameter {name!r} in {part.text} (parameters: {known})"
             if len(rest) > 1 and declared.type not in ("list", "object"):
                 return f"params.{name} is a {declared.type}: it has no fields ({part.text})"
         elif namespace == "part":
@@ -256,7 +267,8 @@ class ScopeChecker:
                 return f"{part.text}: {{part.*}} is for the payload of a split step only"
             allowed = PART_FIELDS.get(split.source)
             if allowed is not None and name not in allowed:
-                return f"unknown part field {name!r} in {part.text} (a split by {split.source} has: {', '.join(allowed)})"
+                has = ", ".join(allowed)
+                return f"unknown part field {name!r} in {part.text} (a split by {split.source} has: {has})"
         elif namespace == "loop":
             if carry is None:
                 return f"{part.text}: {{loop.*}} is for the steps of a loop only"
@@ -281,7 +293,8 @@ class ScopeChecker:
             return f"{part.text}: {name!r} is split; read its results through a merge (or a join)"
         fields = DECISION_FIELDS.get(target.kind)
         if fields is not None and rest and rest[0] not in fields:
-            return f"unknown field {rest[0]!r} of the {target.kind} {name!r} in {part.text} (known: {', '.join(sorted(fields))})"
+            known = ", ".join(sorted(fields))
+            return f"unknown field {rest[0]!r} of the {target.kind} {name!r} in {part.text} (known: {known})"
         if isinstance(target, LoopStep) and target.loop.result is None:
             return f"{part.text}: loop {name!r} declares no `result` to read"
         if isinstance(target, UseStep):
@@ -289,23 +302,47 @@ class ScopeChecker:
         return None
 
     def numbers(self, step: AnyStep, key: str, by_key: dict[str, AnyStep]) -> None:
-        if isinstance(step, TaskStep) and step.split is not None and step.split.count is not None:
-            self.number(step.split.count, f"{key}.split.count", 1, MAX_PARTS, ("integer",))
+        if isinstance(step, TaskStep) and step.split is not None:
+            if step.split.count is not None:
+                self.number(step.split.count, f"{key}.split.count", 1, MAX_PARTS, ("integer",))
+            self.split_by(step.split.by, f"{key}.split.by")
         elif isinstance(step, JoinStep) and step.join.quorum is not None:
             tasks = [by_key.get(k) for k in step.join.of]
             known = all(isinstance(t, TaskStep) and t.split is None for t in tasks)
-            self.number(step.join.quorum, f"{key}.join.quorum", 1, len(tasks) if known else 10_000, ("integer",))
+            self.number(
+                step.join.quorum, f"{key}.join.quorum", 1, len(tasks) if known else 10_000, ("integer",)
+            )
         elif isinstance(step, SyncStep):
-            self.number(step.sync.timeout_seconds, f"{key}.sync.timeout_seconds", 1, 86400, ("integer", "number"))
+            self.number(
+                step.sync.timeout_seconds, f"{key}.sync.timeout_seconds", 1, 86400, ("integer", "number")
+            )
         elif isinstance(step, LoopStep):
             self.number(step.loop.max_rounds, f"{key}.loop.max_rounds", 1, MAX_ROUNDS, ("integer",))
+
+    def split_by(self, value: str | None, key: str) -> None:
+        if value is None or value in ("file", "module"):
+            return
+        sole = sole_placeholder(value)
+        declared = self.params.get(sole.path[1]) if sole and len(sole.path) == 2 else None
+        if (
+            sole is None
+            or sole.namespace != "params"
+            or declared is None
+            or declared.type != "string"
+            or not set(declared.choices or ["?"]) <= {"file", "module"}
+        ):
+            raise self.fail(
+                key, "give file or module, or exactly one {params.x} of a string parameter with those choices"
+            )
 
     def number(self, value: Any, key: str, low: float, high: float, types: tuple[str, ...]) -> None:
         if isinstance(value, str):
             sole = sole_placeholder(value)
             declared = self.params.get(sole.path[1]) if sole and len(sole.path) == 2 else None
             if sole is None or sole.namespace != "params" or declared is None or declared.type not in types:
-                raise self.fail(key, f"give a number, or exactly one {{params.x}} of a {' or '.join(types)} parameter")
+                raise self.fail(
+                    key, f"give a number, or exactly one {{params.x}} of a {' or '.join(types)} parameter"
+                )
             return  # the value is checked against these bounds when the pattern is expanded
         if not low <= value <= high:
             raise self.fail(key, f"{value} is not within {low}..{high:g}")
@@ -314,24 +351,29 @@ class ScopeChecker:
         options = step.loop
         body = {s.key: s for s in options.steps}
         self.body_reference(options.until.step, body, f"{key}.loop.until.step")
+        for where, part in self.placeholders_in(options.until.equals, f"{key}.loop.until.equals"):
+            if part.namespace not in ("params", "ticket", "repo", "context"):
+                raise self.fail(where, f"{part.text}: the value to reach is known before the loop starts")
         for name, carried in options.carry.items():
             self.body_reference(carried.next.split(".")[0], body, f"{key}.loop.carry.{name}.next")
         if options.result is not None:
-            self.result_step(options.result, list(options.steps), f"{key}.loop.result")
+            self.result_step(options.result, list(options.steps), f"{key}.loop.result", "of this loop")
         outer = {k: s for k, s in visible.items() if k != step.key}
         self.scope(list(options.steps), f"{key}.loop.steps", outer=outer, carry=set(options.carry))
 
-    def body_reference(self, name: str, body: dict[str, AnyStep], where: str) -> None:
+    def body_reference(
+        self, name: str, body: dict[str, AnyStep], where: str, scope: str = "of this loop"
+    ) -> None:
         target = body.get(name)
         if target is None:
-            raise self.fail(where, f"unknown step {name!r} (steps of this loop: {', '.join(body)})")
+            raise self.fail(where, f"unknown step {name!r} (steps {scope}: {', '.join(body)})")
         if isinstance(target, TaskStep) and target.split is not None:
             raise self.fail(where, f"{name!r} is split; read its results through a merge (or a join)")
         if isinstance(target, UseStep):
             self.use_refs.append((where, target.use, "result"))
 
-    def result_step(self, name: str, steps: list[AnyStep], where: str) -> None:
-        self.body_reference(name, {s.key: s for s in steps}, where)
+    def result_step(self, name: str, steps: list[AnyStep], where: str, scope: str) -> None:
+        self.body_reference(name, {s.key: s for s in steps}, where, scope)
         target = next(s for s in steps if s.key == name)
         if isinstance(target, LoopStep) and target.loop.result is None:
             raise self.fail(where, f"loop {name!r} declares no `result`")

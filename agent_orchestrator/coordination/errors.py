@@ -16,7 +16,8 @@ class CoordinationError(ValueError):
 
 
 class CoordinationArgumentError(CoordinationError):
-    """A bad argument of a call (a pattern's parameter, a split's parts, a join's quorum); `field` names it."""
+    """A bad argument of a call (a pattern's parameter, a split's parts, a join's quorum); `field`
+    names it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")

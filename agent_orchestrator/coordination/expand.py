@@ -1,5 +1,5 @@
 """Rendering a pattern for a ticket: `expand` gives the `PatternPlan` (plan.py) of what can be created
-now and what the workflow carries out later; `render_deferred`, `render_round` and `loop_decision`
+now and what the workflow carries out later; `render_deferred`, `render_round` and plan.loop_decision
 are the calls the workflow makes as the plan goes on.
 
 The workflow's contract (docs/COORDINATION_PATTERNS.md has it in full):
@@ -27,12 +27,11 @@ from typing import Any
 
 from agent_orchestrator.coordination.analysis import prerequisites, references, upfront
 from agent_orchestrator.coordination.errors import CoordinationArgumentError, CoordinationError
-from agent_orchestrator.coordination.patterns import Pattern
+from agent_orchestrator.coordination.patterns import RESERVED_VARIABLES, Pattern, bind_params, uses_of
 from agent_orchestrator.coordination.plan import (
     DeferredAction,
     JoinAction,
     LoopAction,
-    LoopDecision,
     MergeAction,
     PatternPlan,
     ScopeEntry,
@@ -49,11 +48,8 @@ from agent_orchestrator.coordination.schema import (
     TaskStep,
     UseStep,
 )
-from agent_orchestrator.coordination.templating import MISSING, canonical, get_path, resolve, sole_placeholder
+from agent_orchestrator.coordination.templating import MISSING, get_path, resolve, sole_placeholder
 from agent_orchestrator.tasks import TaskSpec
-
-# What a pattern's own placeholders may not override: the phase gives ticket, repo and context.
-_RESERVED = ("params", "steps", "part", "loop")
 
 
 @dataclass
@@ -71,38 +67,8 @@ class _Context:
         """What placeholders resolve against: the ticket's variables, the parameters, the results of
         the steps in scope that have one, the loop's variables."""
         steps = {k: self.results[e.key] for k, e in self.scope.items() if e.key and e.key in self.results}
-        base = {k: v for k, v in self.variables.items() if k not in _RESERVED}
+        base = {k: v for k, v in self.variables.items() if k not in RESERVED_VARIABLES}
         return {**base, "params": self.params, "steps": steps, "loop": self.loop or {}, **extra}
-
-
-def bind_params(
-    pattern: Pattern, given: Mapping[str, Any], variables: Mapping[str, Any], *, resolve_given: bool = True
-) -> dict[str, Any]:
-    """The pattern's parameters: given values and defaults, placeholders resolved (ticket, repo,
-    context), each checked against its declaration. CoordinationArgumentError('params.<name>', ...)."""
-    declared = pattern.spec.parameters
-    for name in given:
-        if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise CoordinationArgumentError(
-                f"params.{name}", f"pattern {pattern.name} has no parameter {name!r} (its parameters: {known})"
-            )
-    values = {k: v for k, v in variables.items() if k not in _RESERVED}
-    bound: dict[str, Any] = {}
-    for name, parameter in declared.items():
-        if name in given:
-            value = resolve(given[name], values, where=f"params.{name}") if resolve_given else given[name]
-        elif parameter.required:
-            raise CoordinationArgumentError(f"params.{name}", f"pattern {pattern.name} needs this parameter")
-        else:
-            value = resolve(parameter.default, values, where=f"{pattern.name} parameters.{name}.default")
-        if value is None and not parameter.required and name not in given:
-            bound[name] = None  # an optional parameter without a value: reading it is an error
-            continue
-        if problem := parameter.problem(value):
-            raise CoordinationArgumentError(f"params.{name}", problem)
-        bound[name] = value
-    return bound
 
 
 def expand(
@@ -117,6 +83,16 @@ def expand(
     (ticket, repo, context); `params` as the phase gives them (placeholders allowed); `library` is
     load_patterns() when the pattern uses others."""
     library = library if library is not None else {pattern.name: pattern}
+    todo, seen = [pattern], {pattern.name}
+    while todo:  # every pattern it uses, through others too, must be in the library
+        for key, step in uses_of(list(todo.pop().spec.steps), "steps"):
+            if step.use not in library:
+                raise CoordinationArgumentError(
+                    "library", f"{key} uses pattern {step.use!r}, which the library does not hold"
+                )
+            if step.use not in seen:
+                seen.add(step.use)
+                todo.append(library[step.use])
     bound = bind_params(pattern, params, variables)
     ctx = _Context(pattern.name, bound, prefix, variables, library, {})
     return _render_scope(ctx, list(pattern.spec.steps), pattern.spec.result)
@@ -132,9 +108,18 @@ def render_deferred(
     """The plan of a deferred step, once its `after` is done: its tasks (no dependencies: what they
     waited for is done; step results are filled in) or the used pattern's plan."""
     ctx = _Context(
-        action.pattern, action.params, action.prefix, variables, library, results, dict(action.scope), action.loop
+        action.pattern,
+        action.params,
+        action.prefix,
+        variables,
+        library,
+        results,
+        dict(action.scope),
+        action.loop,
     )
-    plan = PatternPlan(pattern=action.pattern, prefix=action.prefix, params=action.params, tasks=[], actions=[])
+    plan = PatternPlan(
+        pattern=action.pattern, prefix=action.prefix, params=action.params, tasks=[], actions=[]
+    )
     _render_now(ctx, action.template, plan, deferred=True)
     entry = ctx.scope.get(action.step)
     plan.result = entry.key if entry else None
@@ -173,35 +158,6 @@ def render_round(
     return _render_scope(ctx, list(options.steps), options.result)
 
 
-def loop_decision(action: LoopAction, round_number: int, results: Mapping[str, Any]) -> LoopDecision:
-    """After round `round_number` is over: done (the until condition holds), continue, exhausted
-    (max_rounds reached without it) or failed (the until step recorded no result)."""
-    until = action.template.loop.until
-    prefix = action.round_prefix(round_number)
-    key = prefix + action.until_key
-    if results.get(key) is None:
-        return LoopDecision(
-            status="failed", round=round_number, reason=f"round {round_number}: {key} recorded no result"
-        )
-    value = get_path(results[key], until.field)
-    value = None if value is MISSING else value
-    what = f"{until.step}.{until.field} is {canonical(value)}"
-    if canonical(value) == canonical(until.equals):
-        result_key = prefix + action.result_key if action.result_key else None
-        reason = f"round {round_number}: {what}"
-        return LoopDecision(status="done", round=round_number, reason=reason, value=value, result_key=result_key)
-    if round_number >= action.max_rounds:
-        reason = f"{action.max_rounds} rounds and {what}, not {canonical(until.equals)}"
-        return LoopDecision(status="exhausted", round=round_number, reason=reason, value=value)
-    return LoopDecision(
-        status="continue",
-        round=round_number,
-        next_round=round_number + 1,
-        reason=f"round {round_number}: {what}, not {canonical(until.equals)}",
-        value=value,
-    )
-
-
 def _static_key(step: AnyStep, prefix: str, library: Mapping[str, Pattern]) -> str | None:
     """Where a step's result is recorded (None: a split, or a used pattern without a result)."""
     if isinstance(step, UseStep):
@@ -217,7 +173,9 @@ def _entry(ctx: _Context, step: AnyStep) -> ScopeEntry:
     key = _static_key(step, ctx.prefix, ctx.library)
     if isinstance(step, TaskStep):
         if step.split is None:
-            return ScopeEntry(kind="task", key=key, tasks=[ctx.prefix + step.key], done=[ctx.prefix + step.key])
+            return ScopeEntry(
+                kind="task", key=key, tasks=[ctx.prefix + step.key], done=[ctx.prefix + step.key]
+            )
         parts = [f"{ctx.prefix}{step.key}.{i}" for i in range(1, len(_parts(ctx, step)) + 1)]
         return ScopeEntry(kind="split", key=None, tasks=parts, done=parts)
     tasks = []
@@ -279,7 +237,9 @@ def _coordination(ctx: _Context, step: AnyStep, after: list[str]) -> JoinAction 
             quorum = _number(ctx, options.quorum, f"{ctx.pattern} {step.key}.join.quorum", 1, len(of))
         return JoinAction(of=of, mode=options.mode, quorum=quorum, cancel_rest=options.cancel_rest, **common)
     if isinstance(step, SyncStep):
-        timeout = _number(ctx, options.timeout_seconds, f"{ctx.pattern} {step.key}.sync.timeout_seconds", 1, 86400)
+        timeout = _number(
+            ctx, options.timeout_seconds, f"{ctx.pattern} {step.key}.sync.timeout_seconds", 1, 86400
+        )
         return SyncAction(of=of, timeout_seconds=float(timeout), on_timeout=options.on_timeout, **common)
     assert isinstance(step, MergeStep)
     return MergeAction(
@@ -309,6 +269,9 @@ def _loop_action(ctx: _Context, step: LoopStep, after: list[str]) -> LoopAction:
         template=step,
         max_rounds=max_rounds,
         until_key=inner_key(options.until.step),
+        until_equals=resolve(
+            options.until.equals, ctx.values(), where=f"{ctx.pattern} {step.key}.loop.until"
+        ),
         result_key=inner_key(options.result) if options.result else None,
         carry_from=carry_from,
         **_renderable(ctx, step, after),
@@ -332,7 +295,10 @@ def _parts(ctx: _Context, step: TaskStep) -> list[dict[str, Any]]:
     files = resolve(options.files, values, where=where)
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise CoordinationArgumentError(where + ".files", "the files are a list of paths")
-    chunks = partition(files, count, options.by or "file")
+    by = options.by or "file"
+    if by not in ("file", "module"):  # a {params.x} the loader checked: its choices are these two
+        by = resolve(by, values, where=where, key="by")
+    chunks = partition(files, count, by)
     return [{"index": i, "count": len(chunks), "files": c} for i, c in enumerate(chunks, start=1)]
 
 
@@ -364,7 +330,9 @@ def _render_now(ctx: _Context, step: AnyStep, plan: PatternPlan, *, deferred: bo
     if not deferred:
         for ref in references(step):
             entry = entry_of[ref.target]
-            if ref.bindable and ref.target in {s for s in entry_of} and entry.key not in ctx.results:
+            # The analysis made this step up front: a reference to its own scope is bindable. One to an
+            # enclosing scope (a loop's outer steps) has its result already and is filled in below.
+            if ref.bindable and entry.key not in ctx.results:
                 field_name = ref.where.removeprefix("payload.")
                 payload.pop(field_name, None)
                 bindings[field_name] = f"{entry.key}.{'.'.join(ref.rest)}"
@@ -386,6 +354,7 @@ def _render_now(ctx: _Context, step: AnyStep, plan: PatternPlan, *, deferred: bo
         plan.tasks.append(TaskSpec(payload=resolve(payload, values, where=where, key="payload"), **base))
         return
     parts = _parts(ctx, step)
+    by = None if step.split.source != "files" else resolve(step.split.by or "file", ctx.values(), where=where)
     payloads = []
     for part in parts:
         rendered = resolve(payload, {**values, "part": part}, where=where, key="payload")
@@ -395,5 +364,5 @@ def _render_now(ctx: _Context, step: AnyStep, plan: PatternPlan, *, deferred: bo
     specs = split(TaskSpec(payload={}, **base), payloads)
     plan.tasks.extend(specs)
     plan.splits.append(
-        SplitRecord(key=base["key"], parts=[s.key for s in specs], source=step.split.source, by=step.split.by)
+        SplitRecord(key=base["key"], parts=[s.key for s in specs], source=step.split.source, by=by)
     )

@@ -82,7 +82,9 @@ class MergeResult(BaseModel):
     duplicates: int = Field(0, description="union: items left out because an equal identity came first")
     counts: list[Vote] | None = Field(None, description="majority: the votes per value")
     tie: Tie | None = Field(None, description="majority: set when no value had a strict majority")
-    tie_breaker: TieBreaker | None = Field(None, description="majority: the tie-breaker that resolved the tie")
+    tie_breaker: TieBreaker | None = Field(
+        None, description="majority: the tie-breaker that resolved the tie"
+    )
     resolution: str | None = Field(None, description="majority: how a tie was resolved, in words")
 
 
@@ -111,7 +113,9 @@ def merge(
         else:
             values[source] = value
     if strategy is MergeStrategy.COMBINE:
-        return MergeResult(strategy=strategy, field=field, value=values, sources=list(values), missing=missing)
+        return MergeResult(
+            strategy=strategy, field=field, value=values, sources=list(values), missing=missing
+        )
     if strategy is MergeStrategy.MAJORITY:
         breaker = TieBreaker(tie_breaker) if tie_breaker is not None else None
         return _majority(values, field, missing, breaker, severity_order)
@@ -204,7 +208,9 @@ def _majority(
     if 2 * counts[0].votes > cast:
         return MergeResult(value=counts[0].value, counts=counts, **common)
     top = counts[0].votes
-    tie = Tie(field=field, votes_cast=cast, leaders=[v.value for v in counts if v.votes == top], counts=counts)
+    tie = Tie(
+        field=field, votes_cast=cast, leaders=[v.value for v in counts if v.votes == top], counts=counts
+    )
     if tie_breaker is None:
         return MergeResult(value=None, decided=False, counts=counts, tie=tie, **common)
     if tie_breaker is TieBreaker.FAIL:

@@ -27,14 +27,16 @@ from pydantic import ValidationError
 
 from agent_orchestrator.coordination.analysis import upfront
 from agent_orchestrator.coordination.checks import ScopeChecker, structure_error
-from agent_orchestrator.coordination.errors import PatternError
+from agent_orchestrator.coordination.errors import CoordinationArgumentError, PatternError
 from agent_orchestrator.coordination.schema import AnyStep, LoopStep, PatternFile, TaskStep, UseStep
-from agent_orchestrator.coordination.templating import parse_template, walk_strings
+from agent_orchestrator.coordination.templating import parse_template, resolve, walk_strings
 from agent_orchestrator.tasks import find_cycle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PATTERNS_DIR = Path(os.environ.get("DEVTOOLS_PATTERNS_DIR") or REPO_ROOT / "config" / "patterns")
 SUFFIX = ".pattern.yaml"
+# The namespaces a pattern gives its placeholders itself: the phase gives ticket, repo and context.
+RESERVED_VARIABLES = ("params", "steps", "part", "loop")
 
 
 @dataclass(frozen=True)
@@ -108,29 +110,61 @@ def load_patterns(directory: Path = PATTERNS_DIR) -> dict[str, Pattern]:
     return patterns
 
 
-def _uses(steps: list[AnyStep], base: str) -> list[tuple[str, UseStep]]:
+def bind_params(
+    pattern: Pattern, given: Mapping[str, Any], variables: Mapping[str, Any], *, resolve_given: bool = True
+) -> dict[str, Any]:
+    """The pattern's parameters: given values and defaults, placeholders resolved (ticket, repo,
+    context), each checked against its declaration. CoordinationArgumentError('params.<name>', ...)."""
+    declared = pattern.spec.parameters
+    for name in given:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise CoordinationArgumentError(
+                f"params.{name}",
+                f"pattern {pattern.name} has no parameter {name!r} (its parameters: {known})",
+            )
+    values = {k: v for k, v in variables.items() if k not in RESERVED_VARIABLES}
+    bound: dict[str, Any] = {}
+    for name, parameter in declared.items():
+        if name in given:
+            value = resolve(given[name], values, where=f"params.{name}") if resolve_given else given[name]
+        elif parameter.required:
+            raise CoordinationArgumentError(f"params.{name}", f"pattern {pattern.name} needs this parameter")
+        else:
+            value = resolve(parameter.default, values, where=f"{pattern.name} parameters.{name}.default")
+        if value is None and not parameter.required and name not in given:
+            bound[name] = None  # an optional parameter without a value: reading it is an error
+            continue
+        if problem := parameter.problem(value):
+            raise CoordinationArgumentError(f"params.{name}", problem)
+        bound[name] = value
+    return bound
+
+
+def uses_of(steps: list[AnyStep], base: str) -> list[tuple[str, UseStep]]:
     """Every `use` step with its key path, loop bodies included."""
     found = []
     for i, step in enumerate(steps):
         if isinstance(step, UseStep):
             found.append((f"{base}[{i}]", step))
         elif isinstance(step, LoopStep):
-            found += _uses(list(step.loop.steps), f"{base}[{i}].loop.steps")
+            found += uses_of(list(step.loop.steps), f"{base}[{i}].loop.steps")
     return found
 
 
 def check_library(patterns: Mapping[str, Pattern]) -> None:
-    """The checks across patterns: unknown patterns, `with` against the used pattern's parameters,
-    results that references to a `use` need, and cycles through `use`."""
+    """The checks across patterns: unknown patterns, cycles through `use`, `with` against the used
+    pattern's parameters, and the results that references to a `use` need."""
     known = ", ".join(sorted(patterns)) or "none"
     graph: dict[str, list[str]] = {}
     first_use: dict[tuple[str, str], str] = {}  # (pattern, used) -> key path of the first such use
     for name, pattern in patterns.items():
         graph[name] = []
-        for key, step in _uses(list(pattern.spec.steps), "steps"):
+        for key, step in uses_of(list(pattern.spec.steps), "steps"):
             if step.use not in patterns:
-                raise PatternError(pattern.file, f"{key}.use", f"unknown pattern {step.use!r} (known: {known})")
-            _check_with(pattern, key, step, patterns[step.use])
+                raise PatternError(
+                    pattern.file, f"{key}.use", f"unknown pattern {step.use!r} (known: {known})"
+                )
             if step.use not in graph[name]:
                 graph[name].append(step.use)
                 first_use[(name, step.use)] = key
@@ -143,6 +177,8 @@ def check_library(patterns: Mapping[str, Pattern]) -> None:
             f"pattern cycle: {' -> '.join(cycle)} (a pattern cannot use itself, directly or through others)",
         )
     for pattern in patterns.values():
+        for key, step in uses_of(list(pattern.spec.steps), "steps"):
+            _check_with(pattern, key, step, patterns[step.use])
         for key, used, need in pattern.use_refs:
             problem = result_problem(patterns, used, need)
             if problem:

@@ -10,11 +10,13 @@ sync decided to go on, its merge decided, or its loop ended with its condition m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from agent_orchestrator.coordination.schema import BodyStep, LoopStep
+from agent_orchestrator.coordination.templating import MISSING, canonical, get_path
 from agent_orchestrator.tasks import TaskSpec
 
 
@@ -86,6 +88,7 @@ class LoopAction(_Renderable):
     template: LoopStep
     max_rounds: int
     until_key: str = Field(description="the until step's key within a round (after `<key>-r<r>-`)")
+    until_equals: Any = Field(description="the value that ends the loop, its placeholders resolved")
     result_key: str | None = Field(None, description="the result step's key within a round")
     carry_from: dict[str, tuple[str, str]] = Field(
         default_factory=dict, description="carry name -> (key within the round before, field path)"
@@ -132,3 +135,34 @@ class LoopDecision(BaseModel):
     reason: str
     value: Any = Field(None, description="what the until field held in this round")
     result_key: str | None = Field(None, description="done: the key whose result is the loop's result")
+
+
+def loop_decision(action: LoopAction, round_number: int, results: Mapping[str, Any]) -> LoopDecision:
+    """After round `round_number` is over: done (the until condition holds), continue, exhausted
+    (max_rounds reached without it) or failed (the until step recorded no result)."""
+    until = action.template.loop.until
+    prefix = action.round_prefix(round_number)
+    key = prefix + action.until_key
+    if results.get(key) is None:
+        return LoopDecision(
+            status="failed", round=round_number, reason=f"round {round_number}: {key} recorded no result"
+        )
+    value = get_path(results[key], until.field)
+    value = None if value is MISSING else value
+    what = f"{until.step}.{until.field} is {canonical(value)}"
+    if canonical(value) == canonical(action.until_equals):
+        result_key = prefix + action.result_key if action.result_key else None
+        reason = f"round {round_number}: {what}"
+        return LoopDecision(
+            status="done", round=round_number, reason=reason, value=value, result_key=result_key
+        )
+    if round_number >= action.max_rounds:
+        reason = f"{action.max_rounds} rounds and {what}, not {canonical(action.until_equals)}"
+        return LoopDecision(status="exhausted", round=round_number, reason=reason, value=value)
+    return LoopDecision(
+        status="continue",
+        round=round_number,
+        next_round=round_number + 1,
+        reason=f"round {round_number}: {what}, not {canonical(action.until_equals)}",
+        value=value,
+    )

@@ -113,7 +113,9 @@ class JoinDecision(BaseModel):
     needed: int = Field(description="how many tasks must succeed")
     succeeded: list[str]
     unfinished: list[str]
-    unsuccessful: list[str] = Field(description="final but not succeeded: failed, timed out, cancelled, blocked")
+    unsuccessful: list[str] = Field(
+        description="final but not succeeded: failed, timed out, cancelled, blocked"
+    )
     cancel: list[UUID] = Field(
         default_factory=list,
         description="unfinished tasks nobody waits for any more (a ready quorum that declared cancel_rest)",
@@ -176,12 +178,16 @@ class SyncDecision(BaseModel):
     status: Literal["ready", "waiting", "timed_out"]
     reason: str
     on_timeout: Literal["fail", "proceed"]
-    proceed: bool = Field(description="the workflow goes on past the sync point (ready, or timed out with proceed)")
+    proceed: bool = Field(
+        description="the workflow goes on past the sync point (ready, or timed out with proceed)"
+    )
     deadline: datetime
     succeeded: list[str]
     unsuccessful: list[str]
     late: list[str] = Field(default_factory=list, description="keys of the tasks unfinished at the deadline")
-    cancel: list[UUID] = Field(default_factory=list, description="the late tasks' ids: the workflow cancels them")
+    cancel: list[UUID] = Field(
+        default_factory=list, description="the late tasks' ids: the workflow cancels them"
+    )
 
 
 def sync_point(

@@ -91,7 +91,9 @@ class SplitOptions(_Strict):
 
     count: IntOrParam | None = None
     files: list[str] | str | None = Field(None, description="paths, or a placeholder naming a list")
-    by: Literal["file", "module"] | None = None
+    by: Literal["file", "module"] | str | None = Field(
+        None, description="file or module, or a `{params.x}` string parameter with those choices"
+    )
     parts: list[dict[str, Any]] | str | None = Field(
         None, description="one object per part, merged over the payload; or a placeholder naming a list"
     )
@@ -168,7 +170,9 @@ class MergeOptions(_Strict):
     @model_validator(mode="after")
     def _options_fit_the_strategy(self) -> Self:
         if self.key is not None and self.strategy not in ("union", "intersection"):
-            raise ValueError(f"`key` (the identity of an item) is for union and intersection, not {self.strategy}")
+            raise ValueError(
+                f"`key` (the identity of an item) is for union and intersection, not {self.strategy}"
+            )
         if self.strategy != "majority" and (self.tie_breaker or self.severity_order):
             raise ValueError(f"`tie_breaker` and `severity_order` are for majority, not {self.strategy}")
         if self.strategy == "majority" and self.tie_breaker is None:

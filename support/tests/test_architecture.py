@@ -21,6 +21,7 @@ PACKAGES = [
     "agent_orchestrator.cli",
     "agent_orchestrator.tickets",
     "agent_orchestrator.tasks",
+    "agent_orchestrator.coordination",
 ]
 
 
