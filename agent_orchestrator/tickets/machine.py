@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_orchestrator.coordination import CoordinationError
 from agent_orchestrator.tasks import TaskArgumentError, TaskSpec, specs_from_plan
 from agent_orchestrator.tickets.errors import TransitionRefused, VariableError
 from agent_orchestrator.tickets.gates import BackTo, Gate
 from agent_orchestrator.tickets.models import TicketStatus
+from agent_orchestrator.tickets.phase_patterns import PhasePattern, pattern_plan
 from agent_orchestrator.tickets.variables import resolve
 
 
@@ -64,6 +66,8 @@ class Phase:
     tasks: tuple[TaskTemplate, ...] = ()
     # A task key of an earlier phase whose result (a DECOMPOSE_TASK plan) is this phase's tasks.
     expand: str | None = None
+    # A coordination pattern applied by name: its tasks, joins and merges (tickets/phase_patterns.py).
+    pattern: PhasePattern | None = None
     # What the phase must prove before the ticket leaves it (None: its tasks all succeeded is enough).
     gate: Gate | None = None
 
@@ -150,6 +154,13 @@ class PhaseMachine:
         phase with `expand`, the steps of the plan in the context under that key. VariableError when
         the plan is not there (yet) or is not a plan."""
         spec = self.phase(phase)
+        if spec.pattern is not None:
+            try:
+                return list(pattern_plan(spec.pattern, variables).tasks)
+            except CoordinationError as exc:
+                raise VariableError(
+                    f"pattern {spec.pattern.name}", str(exc), where=f"phase {phase}"
+                ) from None
         if spec.expand is None:
             return [template.render(variables, phase=phase) for template in spec.tasks]
         plan = (variables.get("context") or {}).get(spec.expand)

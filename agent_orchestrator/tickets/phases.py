@@ -27,6 +27,7 @@ from agent_orchestrator.tickets.errors import PhaseFileError, TicketArgumentErro
 from agent_orchestrator.tickets.gates import Gate, PhaseView, check_gate
 from agent_orchestrator.tickets.machine import Phase, PhaseMachine, TaskTemplate
 from agent_orchestrator.tickets.models import PHASE_FILE_PATTERN, PHASE_NAME_PATTERN, TicketStatus
+from agent_orchestrator.tickets.phase_patterns import PhasePattern, pattern_problem
 from agent_orchestrator.tickets.variables import parse_template, placeholder_problem, walk_strings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,8 @@ class _PhaseFile(BaseModel):
     tasks: list[_TaskFile] = Field(default_factory=list, max_length=50)
     # The phase's tasks are the steps of the DECOMPOSE_TASK plan this task of an earlier phase returned.
     expand: str | None = Field(None, pattern=TASK_KEY_PATTERN)
+    # The phase's tasks, joins and merges are a coordination pattern's (tickets/phase_patterns.py).
+    pattern: PhasePattern | None = None
     gate: Gate | None = None
 
 
@@ -230,6 +233,11 @@ class _Checker:
                 self.declared(target, f"phases[{i}].next[{j}]")
                 if target == phase.name:
                     raise self.fail(f"phases[{i}].next[{j}]", "a phase cannot transition to itself")
+            if phase.pattern is not None:
+                if phase.tasks or phase.expand is not None:
+                    raise self.fail(f"phases[{i}].pattern", "a phase takes its tasks from a pattern alone")
+                if problem := pattern_problem(phase.pattern):
+                    raise self.fail(f"phases[{i}].{problem[0]}", problem[1])
             if phase.expand is not None:
                 earlier = {t.key for p in spec.phases[:i] for t in p.tasks}
                 if phase.tasks:
@@ -315,7 +323,8 @@ class _Checker:
                 name=p.name,
                 status=p.status,
                 tasks={t.key: (t.request_type, t.payload) for t in p.tasks},
-                expand=p.expand,
+                # Task keys of a plan or a pattern are only known for a ticket: not checked at load.
+                expand=p.expand or (p.pattern.name if p.pattern else None),
             )
             for p in self.spec.phases
         ]
@@ -350,6 +359,7 @@ def _build(name: str, file: str, spec: _MachineFile) -> PhaseMachine:
             next=tuple(p.next),
             return_to_previous=p.return_to_previous,
             expand=p.expand,
+            pattern=p.pattern,
             gate=p.gate,
             tasks=tuple(
                 TaskTemplate(

@@ -45,6 +45,8 @@ from agent_orchestrator.tickets import (
 from agent_orchestrator.tickets.context import context_update_for_phase, summary_chat_model
 from agent_orchestrator.tickets.gates import Approval, GateStore, decide, evaluate
 from agent_orchestrator.tickets.lifecycle import phase_label
+from agent_orchestrator.tickets.machine import PhaseMachine
+from agent_orchestrator.tickets.phase_patterns import coordinate, pattern_plan
 from agent_orchestrator.workflows.agent_calls import emit_event
 from agent_orchestrator.workflows.state import MultiAgentState, append_list, merge_dicts
 from shared.bus import BusUnavailable, InterAgentEventType
@@ -124,6 +126,14 @@ async def advance(state: TicketState) -> dict[str, Any]:
     if ticket.phase != phase.name:
         return {}
     ticket = await _carry_context(tickets, ticket, label, phase_tasks)
+    if phase.pattern is not None:
+        ticket, failures = await _coordinate(tickets, queue, ticket, machine, phase, phase_tasks)
+        if failures:
+            reasons = "; ".join(failures)
+            await _move(
+                tickets, queue, ticket, "BLOCKED", f"{phase.name} pattern {phase.pattern.name}: {reasons}"
+            )
+            return {"phases": [{"phase": label, "outcome": "blocked", "reason": reasons}]}
     if phase.gate is None:
         failed = [t for t in phase_tasks if t.status is not TaskStatus.SUCCEEDED]
         if failed:
@@ -137,6 +147,28 @@ async def advance(state: TicketState) -> dict[str, Any]:
         )
         return {"phases": [{"phase": label, "outcome": "succeeded", "tasks": len(phase_tasks)}]}
     return await _pass_gate(state, ticket, phase, label, phase_tasks)
+
+
+async def _coordinate(
+    tickets: TicketStore,
+    queue: RunQueue,
+    ticket: Ticket,
+    machine: PhaseMachine,
+    phase: Phase,
+    phase_tasks: list[Task],
+) -> tuple[Ticket, list[str]]:
+    """The phase's pattern: its joins and merges over the final tasks; each decision is a run event
+    and goes into the context under its step key (a vote's verdict under `verdict`)."""
+    assert phase.pattern is not None
+    plan = pattern_plan(phase.pattern, template_variables(ticket))
+    decisions, failures = coordinate(plan, phase_tasks)
+    for key, decision in decisions.items():
+        await _event(
+            queue, "coordination_decided", {"pattern": phase.pattern.name, "step": key, "decision": decision}
+        )
+    if decisions:
+        ticket = await tickets.update_context(ticket.id, decisions, expected_version=ticket.version)
+    return ticket, failures
 
 
 async def _carry_context(tickets: TicketStore, ticket: Ticket, label: str, phase_tasks: list[Task]) -> Ticket:

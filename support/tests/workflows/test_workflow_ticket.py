@@ -260,3 +260,36 @@ async def test_a_rejected_approval_blocks_the_ticket_before_integration(
     assert (blocked.phase, blocked.status) == ("BLOCKED", TicketStatus.BLOCKED)
     [*_, last] = await tickets.history(ticket.id)
     assert last.from_phase == "IMPLEMENTATION" and "gate failed" in last.reason
+
+
+async def test_three_reviews_vote_through_the_majority_vote_pattern(
+    platform: Platform, pool: AsyncConnectionPool, sample: Callable[[], SampleRepo]
+) -> None:
+    """The `voted` phase file applies majority_vote: three REVIEW_CODE tasks on the code-review agent,
+    joined, their verdict merged by majority into the ticket's context."""
+    repo = sample()
+    tickets, tasks = TicketStore(pool), TaskStore(pool)
+    ticket = await open_ticket(
+        RunQueue(pool),
+        tickets,
+        TicketCreate(
+            title="Vote on it",
+            repo=RepoRef(path=str(repo.path), head_branch=repo.feature),
+            created_by="frank",
+            phase_file="voted",
+        ),
+    )
+
+    run = await asyncio.to_thread(follow, platform, ticket.id)
+
+    assert run["status"] == "succeeded", run.get("error")
+    done = await tickets.get(ticket.id)
+    assert done.phase == "DONE"
+    reviews = await tasks.list_tasks(ticket.id, phase="REVIEW")
+    assert sorted(t.key for t in reviews) == ["review.1", "review.2", "review.3"]
+    assert {t.status for t in reviews} == {TaskStatus.SUCCEEDED}
+    verdict = done.context["verdict"]
+    assert (verdict["strategy"], verdict["value"], verdict["decided"]) == ("majority", "approve", True)
+    assert done.context["reviewed"]["status"] == "ready"
+    kinds = await asyncio.to_thread(lambda: [e.kind for e in platform.client().events(str(ticket.id))])
+    assert kinds.count("coordination_decided") == 3  # the join and the two merges
