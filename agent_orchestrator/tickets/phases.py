@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent_orchestrator.tickets.context import SUMMARY_KEY
 from agent_orchestrator.tickets.errors import PhaseFileError, TicketArgumentError, VariableError
 from agent_orchestrator.tickets.gates import Gate, PhaseView, check_gate
 from agent_orchestrator.tickets.machine import Phase, PhaseMachine, TaskTemplate
@@ -307,6 +308,8 @@ class _Checker:
             for part in parts:
                 if isinstance(part, str):
                     continue
+                if i > 0 and part.namespace == "context" and part.path[1:2] == (SUMMARY_KEY,):
+                    continue  # once a phase has ended, the bounded summary of what it learned exists
                 problem = placeholder_problem(part, earlier)
                 owner = phase_of.get(part.path[1]) if len(part.path) > 1 else None
                 if problem and part.namespace == "context" and owner:

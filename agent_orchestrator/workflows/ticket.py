@@ -83,6 +83,17 @@ async def _event(queue: RunQueue, kind: str, data: dict[str, Any]) -> None:
     await queue.add_event(current_run().run_id, kind, "advance", data)
 
 
+async def _broadcast(kind: InterAgentEventType, payload: dict[str, Any], ticket: Ticket) -> None:
+    """Publish a ticket's fact on the bus; it is in SQL and the run events already, so a broadcast that
+    cannot be sent costs its observers only."""
+    try:
+        await emit_event(kind, payload, str(ticket.id))
+    except BusUnavailable as exc:
+        log.warning(
+            "not broadcast", extra={"ticket_id": str(ticket.id), "event": kind.value, "error": str(exc)}
+        )
+
+
 async def _move(tickets: TicketStore, queue: RunQueue, ticket: Ticket, to: str, reason: str) -> Ticket:
     moved = await tickets.transition(
         ticket.id,
@@ -90,12 +101,7 @@ async def _move(tickets: TicketStore, queue: RunQueue, ticket: Ticket, to: str, 
     )
     change = {"ticket_id": str(ticket.id), "from": ticket.phase, "to": to, "reason": reason[:500]}
     await _event(queue, "ticket_phase", change)
-    try:
-        await emit_event(InterAgentEventType.TICKET_PHASE_CHANGED, change, str(ticket.id))
-    except BusUnavailable as exc:  # the move is in SQL and in the run events; observers miss one broadcast
-        log.warning(
-            "ticket phase change not broadcast", extra={"ticket_id": str(ticket.id), "error": str(exc)}
-        )
+    await _broadcast(InterAgentEventType.TICKET_PHASE_CHANGED, change, ticket)
     return moved
 
 
@@ -163,9 +169,14 @@ async def _coordinate(
     plan = pattern_plan(phase.pattern, template_variables(ticket))
     decisions, failures = coordinate(plan, phase_tasks)
     for key, decision in decisions.items():
-        await _event(
-            queue, "coordination_decided", {"pattern": phase.pattern.name, "step": key, "decision": decision}
-        )
+        decided = {
+            "ticket_id": str(ticket.id),
+            "pattern": phase.pattern.name,
+            "step": key,
+            "decision": decision,
+        }
+        await _event(queue, "coordination_decided", decided)
+        await _broadcast(InterAgentEventType.COORDINATION_DECIDED, decided, ticket)
     if decisions:
         ticket = await tickets.update_context(ticket.id, decisions, expected_version=ticket.version)
     return ticket, failures

@@ -60,6 +60,7 @@ class InterAgentEventType(StrEnum):
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
     TICKET_PHASE_CHANGED = "ticket.phase_changed"
+    COORDINATION_DECIDED = "coordination.decided"
     RESOURCE_LOCKED = "resource.locked"
     RESOURCE_UNLOCKED = "resource.unlocked"
     AGENT_STATUS_CHANGE = "agent.status_change"

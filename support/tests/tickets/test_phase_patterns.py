@@ -79,3 +79,24 @@ def test_a_vote_with_one_dissent_gives_the_majority_and_a_failed_review_fails_th
     _, failed = coordinate(plan, [_review("review.1", "approve"), _review("review.2", "", "failed"),
                                   _review("review.3", "approve")])  # fmt: skip
     assert failed and failed[0].startswith("reviewed:")
+
+
+def test_a_later_phase_may_read_the_summary_of_the_earlier_ones(tmp_path: Path) -> None:
+    task = {
+        "key": "t",
+        "capability": "c",
+        "request_type": "R",
+        "payload": {"brief": "{context._summary.counts}"},
+    }
+    later = {"phases": [
+        {"name": "ONE", "next": ["TWO"], "tasks": [{"key": "s", "capability": "c", "request_type": "R"}]},
+        {"name": "TWO", "next": ["DONE"], "tasks": [task]},
+        {"name": "DONE", "status": "done"},
+    ]}  # fmt: skip
+    _load(tmp_path, later)
+    first = {
+        "phases": [{"name": "ONE", "next": ["DONE"], "tasks": [task]}, {"name": "DONE", "status": "done"}]
+    }
+    with pytest.raises(PhaseFileError) as refused:
+        _load(tmp_path, first)
+    assert refused.value.key == "phases[0].tasks[0].payload.brief" and "_summary" in refused.value.reason

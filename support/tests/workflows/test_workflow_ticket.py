@@ -293,3 +293,6 @@ async def test_three_reviews_vote_through_the_majority_vote_pattern(
     assert done.context["reviewed"]["status"] == "ready"
     kinds = await asyncio.to_thread(lambda: [e.kind for e in platform.client().events(str(ticket.id))])
     assert kinds.count("coordination_decided") == 3  # the join and the two merges
+    published = await asyncio.to_thread(platform.bus_events, str(ticket.id))
+    votes = [e.payload for e in published if e.event_type is InterAgentEventType.COORDINATION_DECIDED]
+    assert sorted(v["step"] for v in votes) == ["findings", "reviewed", "verdict"]
