@@ -60,6 +60,11 @@ class ReviewStats(BaseModel):
     lines_added: int
     lines_deleted: int
     python_files_linted: int
+    # The highest cyclomatic complexity among the changed Python functions, whatever the threshold
+    # (None: no Python function was touched), and where it is: what a gate's complexity criterion reads.
+    max_complexity: int | None = None
+    max_complexity_function: str | None = None
+    max_complexity_at: str | None = None
 
 
 class ReviewResult(BaseModel):

@@ -117,7 +117,10 @@ def _review_tree(
     findings: list[Finding] = []
     if payload.lint:
         findings += ruff_findings(tree, python_files, added, select=payload.ruff_select)
-    findings += _complexity_findings(tree, python_files, added, payload.complexity_threshold)
+    complexity_findings, highest = _complexity_findings(
+        tree, python_files, added, payload.complexity_threshold
+    )
+    findings += complexity_findings
     for changed in live:
         lines = added.get(changed.path)
         if lines:
@@ -133,6 +136,9 @@ def _review_tree(
         lines_added=sum(f.added for f in files),
         lines_deleted=sum(f.deleted for f in files),
         python_files_linted=len(python_files) if payload.lint else 0,
+        max_complexity=highest[0] if highest else None,
+        max_complexity_function=highest[1] if highest else None,
+        max_complexity_at=highest[2] if highest else None,
     )
     return ReviewResult(
         repo=str(repo),
@@ -148,8 +154,11 @@ def _review_tree(
 
 def _complexity_findings(
     tree: Path, files: list[str], added: dict[str, set[int]], threshold: int
-) -> list[Finding]:
+) -> tuple[list[Finding], tuple[int, str, str] | None]:
+    """Findings for touched functions above `threshold`, and the highest complexity among all touched
+    functions (complexity, qualified name, file:line) whatever the threshold."""
     findings: list[Finding] = []
+    highest: tuple[int, str, str] | None = None
     for path in files:
         lines = added.get(path, set())
         if not lines:
@@ -160,6 +169,8 @@ def _complexity_findings(
             continue  # ruff reports the syntax error itself
         for function in function_complexities(module):
             touched = any(function.start_line <= n <= function.end_line for n in lines)
+            if touched and (highest is None or function.complexity > highest[0]):
+                highest = (function.complexity, function.qualname, f"{path}:{function.start_line}")
             if touched and function.complexity > threshold:
                 findings.append(
                     Finding(
@@ -172,7 +183,7 @@ def _complexity_findings(
                         f"(threshold {threshold})",
                     )
                 )
-    return findings
+    return findings, highest
 
 
 def _summary(files: list[ChangedFile], findings: list[Finding], reason: str) -> str:

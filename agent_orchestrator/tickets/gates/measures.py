@@ -188,9 +188,18 @@ def review_secrets(result: Mapping[str, Any], payload: Mapping[str, Any]) -> Mea
 
 
 def review_max_complexity(result: Mapping[str, Any], payload: Mapping[str, Any]) -> Measurement:
-    # The review reports a changed function only when its complexity is above the payload's
-    # complexity_threshold; below it the result says nothing, so the highest value is then only known
-    # to be at most that threshold.
+    stats = result.get("stats") if isinstance(result.get("stats"), Mapping) else {}
+    value = stats.get("max_complexity")
+    if isinstance(value, int) and not isinstance(value, bool):
+        # The review states the highest complexity of the changed functions itself: exact, whatever
+        # its threshold.
+        function, at = stats.get("max_complexity_function"), stats.get("max_complexity_at")
+        threshold = payload.get("complexity_threshold", REVIEW_DEFAULT_COMPLEXITY_THRESHOLD)
+        shown = {"max_complexity": value, "function": function, "at": at, "threshold": threshold}
+        return Measurement(value, shown, f"complexity of `{function}` ({at}) is {value}")
+    # A review from before `stats.max_complexity` reports a changed function only when its complexity
+    # is above the payload's complexity_threshold; below it the result says nothing, so the highest
+    # value is then only known to be at most that threshold.
     complexities: list[tuple[int, str, Mapping[str, Any]]] = []
     threshold = payload.get("complexity_threshold", REVIEW_DEFAULT_COMPLEXITY_THRESHOLD)
     for finding in _findings(result):

@@ -67,11 +67,12 @@ def test_max_complexity_is_read_from_the_reviews_complexity_findings(tmp_path: P
     assert outcome.reasons == ["complexity of `grade` (app.py:5) is 8 > 6"]
 
 
-def test_a_change_below_the_threshold_is_bounded_by_it(tmp_path: Path) -> None:
+def test_a_change_below_the_threshold_is_measured_exactly_too(tmp_path: Path) -> None:
     payload = {"complexity_threshold": 10}
     result = _review(tmp_path, {"app.py": SIMPLE + BRANCHY}, **payload)
+    assert not [f for f in result["findings"] if f["category"] == "complexity"]  # 8 is below 10
     found = measure("review.max_complexity", result, payload)
-    assert (found.value, found.at_most) == (None, 10)
+    assert (found.value, found.shown["function"], found.shown["at"]) == (8, "grade", "app.py:5")
 
 
 def test_secrets_count_what_the_secret_scan_found(tmp_path: Path) -> None:
