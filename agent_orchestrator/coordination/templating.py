@@ -11,8 +11,8 @@ Namespaces: `ticket`, `repo`, `context` (the ticket, as in phase files), `params
 parameters), `steps` (the result of another step of the pattern), `part` (a split step's part),
 `loop` (the round and the carried values inside a loop).
 
-Written here rather than imported from the tickets layer: the phase files will name patterns, so
-tickets will import coordination, and siblings import no cycles. The grammar is the same.
+The phase files' placeholders (agent_orchestrator/tickets/variables.py) use these same functions:
+tickets imports coordination (phases apply patterns), never the other way round.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ Part = str | Placeholder
 
 
 @lru_cache(maxsize=4096)
-def parse_template(text: str) -> tuple[Part, ...]:
-    """Literal text and placeholders in order; TemplateError on a stray brace."""
+def parse_template(text: str, example: str = "params.x") -> tuple[Part, ...]:
+    """Literal text and placeholders in order; TemplateError on a stray brace (its message shows
+    `{example}` as what a placeholder looks like)."""
     parts: list[Part] = []
     literal: list[str] = []
     i = 0
@@ -87,7 +88,7 @@ def parse_template(text: str) -> tuple[Part, ...]:
         if end == -1 or not _PLACEHOLDER.fullmatch(inner):
             shown = text[i : end + 1] if end != -1 else text[i:]
             raise TemplateError(
-                text, f"{shown!r} is not a placeholder like {{params.x}} (write '{{{{' for a literal brace)"
+                text, f"{shown!r} is not a placeholder like {{{example}}} (write '{{{{' for a literal brace)"
             )
         if literal:
             parts.append("".join(literal))
@@ -166,12 +167,14 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def resolve(value: Any, variables: Mapping[str, Any], *, where: str = "", key: str = "") -> Any:
+def resolve(
+    value: Any, variables: Mapping[str, Any], *, where: str = "", key: str = "", example: str = "params.x"
+) -> Any:
     """A copy of a JSON value with every placeholder in its strings resolved (mapping keys stay literal).
     A TemplateError says where the placeholder was: `where` (the template) and the key path in `value`."""
     if isinstance(value, str):
         try:
-            parts = parse_template(value)
+            parts = parse_template(value, example)
             if len(parts) == 1 and isinstance(parts[0], Placeholder):
                 return lookup(parts[0], variables)
             return "".join(p if isinstance(p, str) else _as_text(lookup(p, variables)) for p in parts)
@@ -180,11 +183,16 @@ def resolve(value: Any, variables: Mapping[str, Any], *, where: str = "", key: s
             raise TemplateError(exc.placeholder, exc.reason, where=location) from None
     if isinstance(value, Mapping):
         return {
-            name: resolve(item, variables, where=where, key=f"{key}.{name}" if key else str(name))
+            name: resolve(
+                item, variables, where=where, key=f"{key}.{name}" if key else str(name), example=example
+            )
             for name, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [resolve(item, variables, where=where, key=f"{key}[{i}]") for i, item in enumerate(value)]
+        return [
+            resolve(item, variables, where=where, key=f"{key}[{i}]", example=example)
+            for i, item in enumerate(value)
+        ]
     return value
 
 

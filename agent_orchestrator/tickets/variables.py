@@ -13,107 +13,62 @@ a half-filled payload.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Collection, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from agent_orchestrator.coordination import templating
+from agent_orchestrator.coordination.errors import TemplateError
+from agent_orchestrator.coordination.templating import (
+    REPO_FIELDS,
+    TICKET_FIELDS,
+    Part,
+    Placeholder,
+    walk_strings,
+)
 from agent_orchestrator.tickets.errors import VariableError
 from agent_orchestrator.tickets.models import Ticket
 
+# The grammar and the resolution are coordination's (coordination/templating.py, which pattern files
+# use too); here the namespaces of a phase file, and VariableError for what goes wrong.
 NAMESPACES = ("ticket", "repo", "context")
-TICKET_FIELDS = (
-    "id",
-    "title",
-    "description",
-    "priority",
-    "labels",
-    "created_by",
-    "phase",
-    "status",
-    "phase_file",
-)
-REPO_FIELDS = ("path", "name", "base_branch", "head_branch")
+EXAMPLE = "ticket.title"
 
-_PLACEHOLDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*")
-
-
-@dataclass(frozen=True)
-class Placeholder:
-    """One `{...}` in a template: its text as written and its path (`("context", "review", "findings")`)."""
-
-    text: str
-    path: tuple[str, ...]
-
-    @property
-    def namespace(self) -> str:
-        return self.path[0]
+__all__ = [
+    "NAMESPACES",
+    "REPO_FIELDS",
+    "TICKET_FIELDS",
+    "Part",
+    "Placeholder",
+    "parse_template",
+    "placeholder_problem",
+    "resolve",
+    "template_variables",
+    "walk_strings",
+]
 
 
-Part = str | Placeholder
+def _variable_error(exc: TemplateError) -> VariableError:
+    return VariableError(exc.placeholder, exc.reason, where=exc.where)
 
 
-@lru_cache(maxsize=4096)
 def parse_template(text: str) -> tuple[Part, ...]:
     """Literal text and placeholders in order; VariableError(text, reason) on a stray brace."""
-    parts: list[Part] = []
-    literal: list[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == "}":
-            if text.startswith("}}", i):
-                literal.append("}")
-                i += 2
-                continue
-            raise VariableError(text, f"unmatched '}}' at offset {i} (write '}}}}' for a literal brace)")
-        if char != "{":
-            literal.append(char)
-            i += 1
-            continue
-        if text.startswith("{{", i):
-            literal.append("{")
-            i += 2
-            continue
-        end = text.find("}", i)
-        inner = text[i + 1 : end] if end != -1 else ""
-        if end == -1 or not _PLACEHOLDER.fullmatch(inner):
-            shown = text[i : end + 1] if end != -1 else text[i:]
-            raise VariableError(
-                text,
-                f"{shown!r} is not a placeholder like {{ticket.title}} (write '{{{{' for a literal brace)",
-            )
-        if literal:
-            parts.append("".join(literal))
-            literal = []
-        parts.append(Placeholder(text[i : end + 1], tuple(inner.split("."))))
-        i = end + 1
-    if literal:
-        parts.append("".join(literal))
-    return tuple(parts)
+    try:
+        return templating.parse_template(text, EXAMPLE)
+    except TemplateError as exc:
+        raise _variable_error(exc) from None
 
 
-def walk_strings(value: Any, key: str) -> Iterator[tuple[str, str]]:
-    """Every string in a JSON value with its key path (`payload.files[0]`); dict keys are literal."""
-    if isinstance(value, str):
-        yield key, value
-    elif isinstance(value, Mapping):
-        for name, item in value.items():
-            yield from walk_strings(item, f"{key}.{name}" if key else str(name))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from walk_strings(item, f"{key}[{index}]")
+def resolve(value: Any, variables: Mapping[str, Any], *, where: str = "", key: str = "") -> Any:
+    """A copy of a JSON value with every placeholder in its strings resolved (dict keys stay literal).
 
-
-def placeholders(value: Any, key: str) -> Iterator[tuple[str, Placeholder]]:
-    """Every placeholder in a JSON value, with the key path of the string holding it."""
-    for where, text in walk_strings(value, key):
-        for part in parse_template(text):
-            if isinstance(part, Placeholder):
-                yield where, part
+    A VariableError says where the placeholder was: `where` (the template) and the key path in `value`.
+    """
+    try:
+        return templating.resolve(value, variables, where=where, key=key, example=EXAMPLE)
+    except TemplateError as exc:
+        raise _variable_error(exc) from None
 
 
 def placeholder_problem(placeholder: Placeholder, context_keys: Collection[str]) -> str | None:
@@ -166,61 +121,3 @@ def template_variables(ticket: Ticket) -> dict[str, Any]:
         },
         "context": ticket.context,
     }
-
-
-def lookup(placeholder: Placeholder, variables: Mapping[str, Any]) -> Any:
-    """The value a placeholder names; VariableError when it is missing or null."""
-    current: Any = variables
-    for depth, segment in enumerate(placeholder.path):
-        where = ".".join(placeholder.path[:depth]) or "the variables"
-        if isinstance(current, Mapping):
-            if segment not in current:
-                known = ", ".join(sorted(map(str, current))) or "nothing"
-                raise VariableError(placeholder.text, f"{where} has no {segment!r} (it has: {known})")
-            current = current[segment]
-        elif isinstance(current, list):
-            if not segment.isdigit() or int(segment) >= len(current):
-                raise VariableError(
-                    placeholder.text,
-                    f"{where} is a list of {len(current)}; {segment!r} is not an index in it",
-                )
-            current = current[int(segment)]
-        else:
-            raise VariableError(
-                placeholder.text, f"{where} is {json.dumps(current)}, which has no field {segment!r}"
-            )
-    if current is None:
-        raise VariableError(placeholder.text, f"{'.'.join(placeholder.path)} has no value (null)")
-    return current
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def resolve_string(text: str, variables: Mapping[str, Any]) -> Any:
-    parts = parse_template(text)
-    if len(parts) == 1 and isinstance(parts[0], Placeholder):
-        return lookup(parts[0], variables)
-    return "".join(part if isinstance(part, str) else _as_text(lookup(part, variables)) for part in parts)
-
-
-def resolve(value: Any, variables: Mapping[str, Any], *, where: str = "", key: str = "") -> Any:
-    """A copy of a JSON value with every placeholder in its strings resolved (dict keys stay literal).
-
-    A VariableError says where the placeholder was: `where` (the template) and the key path in `value`.
-    """
-    if isinstance(value, str):
-        try:
-            return resolve_string(value, variables)
-        except VariableError as exc:
-            location = f"{where}: {key}" if where and key else where or key
-            raise VariableError(exc.placeholder, exc.reason, where=location) from None
-    if isinstance(value, Mapping):
-        return {
-            name: resolve(item, variables, where=where, key=f"{key}.{name}" if key else str(name))
-            for name, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [resolve(item, variables, where=where, key=f"{key}[{i}]") for i, item in enumerate(value)]
-    return value
