@@ -4,8 +4,8 @@ error turned into the file's key path and a reason (without the tags pydantic ad
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +34,7 @@ from agent_orchestrator.coordination.templating import (
     walk_strings,
 )
 from agent_orchestrator.tasks import find_cycle
+from shared.specfile import is_model, key_path, unwrap
 
 DECISION_FIELDS = {
     "join": set(JoinDecision.model_fields),
@@ -41,20 +42,6 @@ DECISION_FIELDS = {
     "merge": set(MergeResult.model_fields),
 }
 PART_FIELDS = {"count": ("index", "count"), "files": ("index", "count", "files")}
-
-
-def _unwrap(annotation: Any) -> Any:
-    while get_origin(annotation) is Annotated or (
-        get_origin(annotation) in (Union, UnionType)
-        and NoneType in get_args(annotation)
-        and len(get_args(annotation)) == 2
-    ):
-        annotation = next(a for a in get_args(annotation) if a is not NoneType)
-    return annotation
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _fields(model: type[BaseModel]) -> dict[str, Any]:
@@ -66,10 +53,10 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[list[int | str], type[BaseMo
     current: Any = PatternFile
     path: list[int | str] = []
     for item in loc:
-        current = _unwrap(current)
+        current = unwrap(current)
         if get_origin(current) in (Union, UnionType):
-            members = [_unwrap(m) for m in get_args(current)]
-            if all(_is_model(m) for m in members):  # the step union: the item is its tag
+            members = [unwrap(m) for m in get_args(current)]
+            if all(is_model(m) for m in members):  # the step union: the item is its tag
                 current = STEP_MODELS.get(str(item))
                 continue
             if isinstance(item, str) and not item.startswith("[") and item not in ("[key]",):
@@ -80,22 +67,15 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[list[int | str], type[BaseMo
                 continue
         if isinstance(item, int):
             current = (get_args(current) or (None,))[0]
-        elif _is_model(current):
+        elif is_model(current):
             current = _fields(current).get(item)
         elif get_origin(current) is dict:
             current = get_args(current)[1]
         else:
             current = None
         path.append(item)
-    current = _unwrap(current)
-    return path, current if _is_model(current) else None
-
-
-def key_path(loc: Sequence[int | str]) -> str:
-    text = ""
-    for item in loc:
-        text += f"[{item}]" if isinstance(item, int) else (f".{item}" if text else str(item))
-    return text or "(top level)"
+    current = unwrap(current)
+    return path, current if is_model(current) else None
 
 
 def structure_error(file: str, exc: ValidationError) -> PatternError:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from agent_orchestrator.coordination.analysis import upfront
@@ -31,6 +30,7 @@ from agent_orchestrator.coordination.errors import CoordinationArgumentError, Pa
 from agent_orchestrator.coordination.schema import AnyStep, LoopStep, PatternFile, TaskStep, UseStep
 from agent_orchestrator.coordination.templating import parse_template, resolve, walk_strings
 from agent_orchestrator.tasks import find_cycle
+from shared.specfile import SpecFileError, display_path, read_mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PATTERNS_DIR = Path(os.environ.get("DEVTOOLS_PATTERNS_DIR") or REPO_ROOT / "config" / "patterns")
@@ -51,42 +51,14 @@ class Pattern:
     use_refs: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a pattern file refuses them instead."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise PatternError("", f"{key} (line {key_node.start_mark.line + 1})", "duplicate key")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def load_pattern_file(path: Path) -> Pattern:
     """Read and check one pattern file on its own; PatternError(file, key, reason) when it is unusable.
     What needs the other patterns (`use`) is checked by load_patterns."""
-    file = _display(path)
+    file = display_path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
-    except OSError as exc:
-        raise PatternError(file, "(file)", f"cannot be read: {exc.strerror or exc}") from None
-    except PatternError as exc:
+        data = read_mapping(path, "`name:` and `steps:`")
+    except SpecFileError as exc:
         raise PatternError(file, exc.key, exc.reason) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"(line {mark.line + 1}, column {mark.column + 1})" if mark else "(yaml)"
-        raise PatternError(file, where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise PatternError(file, "(top level)", "must be a mapping with `name:` and `steps:`")
     try:
         spec = PatternFile.model_validate(data)
     except ValidationError as exc:

@@ -17,10 +17,9 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from types import NoneType, UnionType
+from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent_orchestrator.tickets.context import SUMMARY_KEY
@@ -30,6 +29,7 @@ from agent_orchestrator.tickets.machine import Phase, PhaseMachine, TaskTemplate
 from agent_orchestrator.tickets.models import PHASE_FILE_PATTERN, PHASE_NAME_PATTERN, TicketStatus
 from agent_orchestrator.tickets.phase_patterns import PhasePattern, pattern_problem
 from agent_orchestrator.tickets.variables import parse_template, placeholder_problem, walk_strings
+from shared.specfile import SpecFileError, display_path, is_model, key_path, read_mapping, unwrap
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # DEVTOOLS_PHASES_DIR: a folder of a team's own phase files instead of the shipped ones.
@@ -82,57 +82,9 @@ class _MachineFile(BaseModel):
     phases: list[_PhaseFile] = Field(min_length=1, max_length=50)
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int) -> None:
-        super().__init__(key)
-        self.key, self.line = key, line
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a phase file refuses them instead."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def _key_path(loc: Sequence[int | str]) -> str:
-    text = ""
-    for item in loc:
-        text += f"[{item}]" if isinstance(item, int) else (f".{item}" if text else str(item))
-    return text or "(top level)"
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Annotated[X, ...] -> X and X | None -> X; a union of several models stays a union."""
-    while get_origin(annotation) is Annotated or (
-        get_origin(annotation) in (Union, UnionType)
-        and NoneType in get_args(annotation)
-        and len(get_args(annotation)) == 2
-    ):
-        annotation = next(a for a in get_args(annotation) if a is not NoneType)
-    return annotation
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
 def _tag(model: Any) -> str | None:
     """The value that selects `model` in a tagged union: its `kind` (criteria) or `action` (on_fail)."""
-    fields = model.model_fields if _is_model(model) else {}
+    fields = model.model_fields if is_model(model) else {}
     name = next((n for n in ("kind", "action") if n in fields), None)
     return str(get_args(fields[name].annotation)[0]) if name else None
 
@@ -144,19 +96,19 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[list[int | str], type[BaseMo
     current: Any = _MachineFile
     path: list[int | str] = []
     for item in loc:
-        current = _unwrap(current)
+        current = unwrap(current)
         if get_origin(current) in (Union, UnionType):  # a tagged union (criteria, on_fail): item is the tag
             current = next((m for m in get_args(current) if _tag(m) == item), None)
             continue
         if isinstance(item, int):
             current = (get_args(current) or (None,))[0]
-        elif _is_model(current) and item in current.model_fields:
+        elif is_model(current) and item in current.model_fields:
             current = current.model_fields[item].annotation
         else:
             current = None
         path.append(item)
-    current = _unwrap(current)
-    return path, current if _is_model(current) else None
+    current = unwrap(current)
+    return path, current if is_model(current) else None
 
 
 def _structure_error(file: str, exc: ValidationError) -> PhaseFileError:
@@ -177,7 +129,7 @@ def _structure_error(file: str, exc: ValidationError) -> PhaseFileError:
         reason = f"unknown value {ctx.get('tag', '')!r} (one of: {ctx.get('expected_tags', '')})"
     elif error["type"] == "value_error" and "error" in ctx:
         reason = str(ctx["error"])  # without pydantic's "Value error, " prefix
-    return PhaseFileError(file, _key_path(loc), reason)
+    return PhaseFileError(file, key_path(loc), reason)
 
 
 def _dependency_cycle(tasks: Sequence[_TaskFile]) -> tuple[int, list[str]] | None:
@@ -393,19 +345,11 @@ def _build(name: str, file: str, spec: _MachineFile) -> PhaseMachine:
 
 def load_phase_file(path: Path) -> PhaseMachine:
     """Read and validate one phase file; PhaseFileError(file, key, reason) when it is unusable."""
-    file = _display(path)
+    file = display_path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
-    except OSError as exc:
-        raise PhaseFileError(file, "(file)", f"cannot be read: {exc.strerror or exc}") from None
-    except _DuplicateKey as exc:
-        raise PhaseFileError(file, f"{exc.key} (line {exc.line})", "duplicate key") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"(line {mark.line + 1}, column {mark.column + 1})" if mark else "(yaml)"
-        raise PhaseFileError(file, where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise PhaseFileError(file, "(top level)", "must be a mapping with at least `phases:`")
+        data = read_mapping(path, "at least `phases:`")
+    except SpecFileError as exc:
+        raise PhaseFileError(file, exc.key, exc.reason) from None
     try:
         spec = _MachineFile.model_validate(data)
     except ValidationError as exc:
@@ -426,6 +370,6 @@ def load_phase_machine(name: str = "default", directory: Path = PHASES_DIR) -> P
     if not path.is_file():
         known = ", ".join(phase_file_names(directory)) or "none"
         raise TicketArgumentError(
-            "phase_file", f"no phase file {name}.yaml in {_display(directory)} (known: {known})"
+            "phase_file", f"no phase file {name}.yaml in {display_path(directory)} (known: {known})"
         )
     return load_phase_file(path)
