@@ -6,6 +6,7 @@ expands a pattern into a `PatternPlan`, creates its tasks, and carries out its a
 functions, emitting a `CoordinationEvent` per decision (docs/COORDINATION_PATTERNS.md).
 """
 
+from agent_orchestrator.coordination.driver import PatternRun, Step, advance
 from agent_orchestrator.coordination.errors import (
     CoordinationArgumentError,
     CoordinationError,
@@ -69,10 +70,12 @@ __all__ = [
     "PatternError",
     "PatternFile",
     "PatternPlan",
+    "PatternRun",
     "PlanAction",
     "Quorum",
     "ScopeEntry",
     "SplitRecord",
+    "Step",
     "SyncAction",
     "SyncDecision",
     "TemplateError",
@@ -80,6 +83,7 @@ __all__ = [
     "TieBreaker",
     "TieError",
     "Vote",
+    "advance",
     "bind_params",
     "check_library",
     "coordination_event",

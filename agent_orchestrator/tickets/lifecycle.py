@@ -2,7 +2,9 @@
 the waker resumes that run when the tasks of its phase are all final; cancelling stops both.
 
 The ticket workflow (`agent_orchestrator/workflows/ticket.py`) waits for its tasks with
-`interrupt({"waiting_for": "tasks", ...})`, so a waiting ticket holds no worker slot. The waker
+`interrupt({"waiting_for": "tasks", ...})`, so a waiting ticket holds no worker slot: until they are
+all final, or, in a phase that applies a coordination pattern, until one more is final or a sync
+point's deadline passed (`tasks_moved_on`). The waker
 listens on 'devtools_task_updates' (a ticket's tasks changed) and also sweeps every few seconds,
 because a notification may arrive while the run is still on its way into the interrupt: the state
 is re-read from the tables every time, so a lost notification costs latency, never correctness.
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from agent_orchestrator.runs.models import RunStatus
 from agent_orchestrator.runs.notify import Listener
 from agent_orchestrator.runs.queue import RunQueue
-from agent_orchestrator.tasks import TASK_UPDATES_CHANNEL, TaskStore
+from agent_orchestrator.tasks import TASK_UPDATES_CHANNEL, PhaseSummary, TaskStatus, TaskStore
 from agent_orchestrator.tickets.models import PhaseTransition, Priority, Ticket, TicketCreate
 from agent_orchestrator.tickets.store import TicketStore
 
@@ -95,13 +99,34 @@ async def phase_label(pool: AsyncConnectionPool, tickets: TicketStore, ticket: T
     return str(row["label"]) if row else ticket.phase
 
 
-def waiting_for(interrupt: Any) -> str | None:
-    """What an interrupted ticket run waits for ('tasks' or 'person'), from its pending interrupts."""
+def pending_wait(interrupt: Any) -> dict[str, Any]:
+    """The value of an interrupted ticket run's wait (`waiting_for`, `phase`, and for a coordinated
+    phase `final` and `wake_at`), from its pending interrupts; {} when it waits for nothing we know."""
     for pending in interrupt or []:
         value = pending.get("value") if isinstance(pending, dict) else None
         if isinstance(value, dict) and isinstance(value.get("waiting_for"), str):
-            return str(value["waiting_for"])
-    return None
+            return value
+    return {}
+
+
+def waiting_for(interrupt: Any) -> str | None:
+    """What an interrupted ticket run waits for ('tasks', 'person' or 'approval')."""
+    waiting = pending_wait(interrupt).get("waiting_for")
+    return str(waiting) if waiting else None
+
+
+def tasks_moved_on(wait: Mapping[str, Any], summary: PhaseSummary, now: datetime) -> bool:
+    """Whether a run waiting for its phase's tasks has something new to look at: all of them final,
+    or, for a coordinated phase (which waits with `final`), more final than it saw or its sync
+    deadline (`wake_at`) passed."""
+    if summary.all_final:
+        return True
+    seen = wait.get("final")
+    if not isinstance(seen, int):
+        return False
+    final = sum(n for status, n in summary.counts.items() if TaskStatus(status).final)
+    wake_at = wait.get("wake_at")
+    return final > seen or (isinstance(wake_at, str) and datetime.fromisoformat(wake_at) <= now)
 
 
 class TicketWaker:
@@ -142,7 +167,8 @@ class TicketWaker:
             rows = await (await conn.execute(WAITING_SQL, {"ticket": ticket_id})).fetchall()
         resumed = []
         for row in rows:
-            waiting = waiting_for(row["interrupt"])
+            wait = pending_wait(row["interrupt"])
+            waiting = wait.get("waiting_for")
             if waiting == WAITING_FOR_PERSON:
                 # The ticket is open again: a person moved it on before its run had recorded the wait.
                 decision: dict[str, Any] = {"ticket": "open", "phase": row["phase"]}
@@ -151,9 +177,9 @@ class TicketWaker:
                 summary = await self.tasks.phase_summary(
                     row["id"], await phase_label(self.pool, self.tickets, ticket)
                 )
-                if not summary.all_final:
+                if not tasks_moved_on(wait, summary, datetime.now(UTC)):
                     continue
-                decision = {"tasks": "final", "phase": row["phase"]}
+                decision = {"tasks": "final" if summary.all_final else "changed", "phase": row["phase"]}
             else:
                 continue
             run = await self.queue.resume(row["run_id"], decision, "ticket-waker")

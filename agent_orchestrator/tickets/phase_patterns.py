@@ -3,41 +3,24 @@
     - name: REVIEW
       pattern: {name: majority_vote, with: {head: "{context.change.head_commit}", reviewers: 3}}
 
-Its tasks are the pattern's tasks for the ticket (`agent_orchestrator.coordination.expand`); when they
-are all final the ticket workflow carries out the pattern's joins and merges in order
-(`coordinate`) and keeps each decision in the ticket's context under the step's key (a majority
-vote's verdict under `verdict`). Phases run patterns made of tasks (split included), joins and
-merges; a pattern with a loop, a sync point, a step made from an earlier result or another pattern
-is refused at load until the workflow runs those (docs/COORDINATION_PATTERNS.md).
+The ticket workflow expands the pattern for the ticket (`pattern_plan`) and carries the plan out as
+the phase's tasks finish (`agent_orchestrator.coordination.driver`, in
+`agent_orchestrator/workflows/ticket_coordination.py`): splits, joins, sync points with their
+deadlines, merges, steps rendered from earlier results, used patterns and loops. The decisions of
+the pattern's own steps go into the ticket's context under their keys (a vote's `verdict`, a
+feedback loop's last implementation under `rounds`); docs/COORDINATION_PATTERNS.md has the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_orchestrator.coordination import (
-    PATTERNS_DIR,
-    CoordinationError,
-    JoinAction,
-    MergeAction,
-    Pattern,
-    PatternPlan,
-    expand,
-    join,
-    load_patterns,
-    merge,
-    quorum,
-    results_of,
-)
-from agent_orchestrator.coordination.schema import JoinStep, MergeStep, TaskStep
-from agent_orchestrator.tasks import Task
-
-SUPPORTED_STEPS = (TaskStep, JoinStep, MergeStep)
+from agent_orchestrator.coordination import PATTERNS_DIR, Pattern, PatternPlan, expand, load_patterns
 
 
 class PhasePattern(BaseModel):
@@ -63,63 +46,21 @@ def pattern_problem(ref: PhasePattern, directory: Path = PATTERNS_DIR) -> tuple[
     pattern = known.get(ref.name)
     if pattern is None:
         return "pattern.name", f"no pattern {ref.name!r} (known: {', '.join(sorted(known)) or 'none'})"
-    for index, step in enumerate(pattern.spec.steps):
-        if not isinstance(step, SUPPORTED_STEPS):
-            return (
-                "pattern.name",
-                f"pattern {ref.name!r} step {index} ({type(step).__name__}) is not run by phases yet: "
-                "phases run patterns of tasks, joins and merges",
-            )
     unknown = sorted(set(ref.with_) - set(pattern.spec.parameters))
     if unknown:
         return (
             "pattern.with",
             f"unknown parameters {unknown} of {ref.name!r} (known: {sorted(pattern.spec.parameters)})",
         )
+    missing = sorted(k for k, p in pattern.spec.parameters.items() if p.required and k not in ref.with_)
+    if missing:
+        return "pattern.with", f"{ref.name!r} needs the parameters {missing}"
     return None
 
 
 def pattern_plan(
     ref: PhasePattern, variables: Mapping[str, Any], directory: Path = PATTERNS_DIR
 ) -> PatternPlan:
-    """The pattern's plan for a ticket (its variables); deterministic, so the workflow renders it again
-    when the phase's tasks are done to carry out its joins and merges."""
+    """The pattern's plan for a ticket (its variables): what the workflow starts the phase from."""
     known = library(directory)
     return expand(known[ref.name], ref.with_, variables, library=known)
-
-
-def coordinate(plan: PatternPlan, tasks: Sequence[Task]) -> tuple[dict[str, Any], list[str]]:
-    """Carry out the plan's joins and merges, in order, over the phase's final tasks: (decision by step
-    key, as JSON; the reasons of the ones that failed)."""
-    decisions: dict[str, Any] = {}
-    failures: list[str] = []
-    for action in plan.actions:
-        if isinstance(action, JoinAction):
-            rows = [t for t in tasks if t.key in action.of]
-            mode = quorum(action.quorum) if action.mode == "quorum" and action.quorum else "all"
-            decided = join(rows, mode)
-            decisions[action.key] = decided.model_dump(mode="json")
-            if decided.status != "ready":
-                failures.append(f"{action.key}: {decided.reason}")
-        elif isinstance(action, MergeAction):
-            if any(f.startswith(f"{key}:") for key in action.after for f in failures):
-                failures.append(f"{action.key}: not merged, {', '.join(action.after)} failed")
-                continue
-            try:
-                result = merge(
-                    results_of(list(tasks), action.of),
-                    action.strategy,
-                    field=action.field,
-                    key=action.identity,
-                    tie_breaker=action.tie_breaker,
-                    severity_order=action.severity_order,
-                )
-            except CoordinationError as exc:
-                failures.append(f"{action.key}: {exc}")
-                continue
-            decisions[action.key] = result.model_dump(mode="json")
-            if not result.decided:
-                failures.append(f"{action.key}: a tie no tie-breaker decides")
-        else:  # refused at load (pattern_problem); a newer pattern file must not pass silently
-            failures.append(f"{action.key}: {action.kind} steps are not run by phases yet")
-    return decisions, failures

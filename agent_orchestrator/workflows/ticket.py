@@ -1,6 +1,8 @@
 """The `ticket` workflow: one durable run per ticket, moving it through the phases of its phase file.
 
-One node, `advance`, handles the ticket's current phase and loops until the ticket is closed:
+One node, `advance`, handles the ticket's current phase and loops until the ticket is closed (a
+phase that applies a coordination pattern is carried out by the `coordinate` node first,
+agent_orchestrator/workflows/ticket_coordination.py; `advance` then takes its outcome):
 
 - a terminal phase (DONE, CANCELLED) ends the run with a Markdown report;
 - BLOCKED waits for a person (`interrupt`, waiting_for=person): they move the ticket on with
@@ -27,15 +29,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent_orchestrator.coordination import PatternRun
 from agent_orchestrator.runs.context import current_run
-from agent_orchestrator.runs.queue import RunQueue
 from agent_orchestrator.tasks import Task, TaskStatus, TaskStore
 from agent_orchestrator.tickets import (
     WAITING_FOR_APPROVAL,
     WAITING_FOR_PERSON,
     WAITING_FOR_TASKS,
     Phase,
-    PhaseTransition,
     Ticket,
     TicketStatus,
     TicketStore,
@@ -45,16 +46,13 @@ from agent_orchestrator.tickets import (
 from agent_orchestrator.tickets.context import context_update_for_phase, summary_chat_model
 from agent_orchestrator.tickets.gates import Approval, GateStore, decide, evaluate
 from agent_orchestrator.tickets.lifecycle import phase_label
-from agent_orchestrator.tickets.machine import PhaseMachine
-from agent_orchestrator.tickets.phase_patterns import coordinate, pattern_plan
-from agent_orchestrator.workflows.agent_calls import emit_event
 from agent_orchestrator.workflows.state import MultiAgentState, append_list, merge_dicts
-from shared.bus import BusUnavailable, InterAgentEventType
+from agent_orchestrator.workflows.ticket_actions import ACTOR, move, run_event, stores
+from agent_orchestrator.workflows.ticket_coordination import coordinate
 from shared.config import get_settings
 
 log = logging.getLogger(__name__)
 
-ACTOR = "ticket-workflow"
 # Every phase visit is one step; a ticket blocked and resumed many times needs more than LangGraph's 25.
 RECURSION_LIMIT = 500
 
@@ -72,42 +70,14 @@ class TicketState(MultiAgentState, total=False):
     # A gate waiting for a person's answer, and the answers given, by phase round label.
     pending_approval: dict[str, Any] | None
     approvals: Annotated[dict[str, Any], merge_dicts]
-
-
-def _stores() -> tuple[TicketStore, TaskStore, RunQueue]:
-    pool = current_run().pool
-    return TicketStore(pool), TaskStore(pool), RunQueue(pool)
-
-
-async def _event(queue: RunQueue, kind: str, data: dict[str, Any]) -> None:
-    await queue.add_event(current_run().run_id, kind, "advance", data)
-
-
-async def _broadcast(kind: InterAgentEventType, payload: dict[str, Any], ticket: Ticket) -> None:
-    """Publish a ticket's fact on the bus; it is in SQL and the run events already, so a broadcast that
-    cannot be sent costs its observers only."""
-    try:
-        await emit_event(kind, payload, str(ticket.id))
-    except BusUnavailable as exc:
-        log.warning(
-            "not broadcast", extra={"ticket_id": str(ticket.id), "event": kind.value, "error": str(exc)}
-        )
-
-
-async def _move(tickets: TicketStore, queue: RunQueue, ticket: Ticket, to: str, reason: str) -> Ticket:
-    moved = await tickets.transition(
-        ticket.id,
-        PhaseTransition(to_phase=to, actor=ACTOR, reason=reason[:2000], expected_version=ticket.version),
-    )
-    change = {"ticket_id": str(ticket.id), "from": ticket.phase, "to": to, "reason": reason[:500]}
-    await _event(queue, "ticket_phase", change)
-    await _broadcast(InterAgentEventType.TICKET_PHASE_CHANGED, change, ticket)
-    return moved
+    # A phase applying a pattern: the round label being coordinated, and each round's PatternRun.
+    coordinating: str | None
+    patterns: Annotated[dict[str, Any], merge_dicts]
 
 
 async def advance(state: TicketState) -> dict[str, Any]:
     pool = current_run().pool
-    tickets, tasks, queue = _stores()
+    tickets, tasks, queue = stores()
     ticket = await tickets.get(UUID(state["ticket_id"]))
     machine = tickets.machine(ticket.phase_file)
     phase = machine.phase(ticket.phase)
@@ -117,69 +87,64 @@ async def advance(state: TicketState) -> dict[str, Any]:
         interrupt({"waiting_for": WAITING_FOR_PERSON, "ticket_id": str(ticket.id), "phase": ticket.phase})
         return {}  # resumed: a person moved the ticket; the next visit reads where it is now
     label = await phase_label(pool, tickets, ticket)
-    try:
-        specs = machine.tasks_for(phase.name, template_variables(ticket))
-    except VariableError as exc:
-        await _move(tickets, queue, ticket, "BLOCKED", f"{phase.name} cannot start: {exc}")
-        return {"phases": [{"phase": label, "outcome": "blocked", "reason": str(exc)}]}
-    await tasks.create_tasks(ticket.id, label, specs)
-    summary = await tasks.phase_summary(ticket.id, label)
-    while not summary.all_final:
-        interrupt({"waiting_for": WAITING_FOR_TASKS, "ticket_id": str(ticket.id), "phase": label})
-        summary = await tasks.phase_summary(ticket.id, label)
-    phase_tasks = await tasks.list_tasks(ticket.id, phase=label)
-    ticket = await tickets.get(ticket.id)  # the ticket may have moved while we waited (cancelled)
-    if ticket.phase != phase.name:
-        return {}
-    ticket = await _carry_context(tickets, ticket, label, phase_tasks)
     if phase.pattern is not None:
-        ticket, failures = await _coordinate(tickets, queue, ticket, machine, phase, phase_tasks)
+        run = (state.get("patterns") or {}).get(label)
+        if run is None or not run.get("finished"):
+            return {"coordinating": label}  # the coordinate node carries the pattern out
+        phase_tasks = await tasks.list_tasks(ticket.id, phase=label)
+        if not all(t.status.final for t in phase_tasks):
+            # Back from BLOCKED after a person retried tasks: decide what failed again with them.
+            return {"patterns": {label: PatternRun.model_validate(run).reopened()}, "coordinating": label}
+        ticket = await _carry_context(tickets, ticket, label, phase_tasks)
+        ticket, failures = await _pattern_outcome(
+            tickets, ticket, PatternRun.model_validate(run), phase_tasks
+        )
         if failures:
             reasons = "; ".join(failures)
-            await _move(
+            await move(
                 tickets, queue, ticket, "BLOCKED", f"{phase.name} pattern {phase.pattern.name}: {reasons}"
             )
             return {"phases": [{"phase": label, "outcome": "blocked", "reason": reasons}]}
+    else:
+        try:
+            specs = machine.tasks_for(phase.name, template_variables(ticket))
+        except VariableError as exc:
+            await move(tickets, queue, ticket, "BLOCKED", f"{phase.name} cannot start: {exc}")
+            return {"phases": [{"phase": label, "outcome": "blocked", "reason": str(exc)}]}
+        await tasks.create_tasks(ticket.id, label, specs)
+        summary = await tasks.phase_summary(ticket.id, label)
+        while not summary.all_final:
+            interrupt({"waiting_for": WAITING_FOR_TASKS, "ticket_id": str(ticket.id), "phase": label})
+            summary = await tasks.phase_summary(ticket.id, label)
+        phase_tasks = await tasks.list_tasks(ticket.id, phase=label)
+        ticket = await tickets.get(ticket.id)  # the ticket may have moved while we waited (cancelled)
+        if ticket.phase != phase.name:
+            return {}
+        ticket = await _carry_context(tickets, ticket, label, phase_tasks)
     if phase.gate is None:
         failed = [t for t in phase_tasks if t.status is not TaskStatus.SUCCEEDED]
         if failed:
             reasons = "; ".join(
                 f"{t.key} {t.status.value}: {t.error or t.blocked_reason or ''}".strip() for t in failed
             )
-            await _move(tickets, queue, ticket, "BLOCKED", f"{phase.name} tasks did not succeed: {reasons}")
+            await move(tickets, queue, ticket, "BLOCKED", f"{phase.name} tasks did not succeed: {reasons}")
             return {"phases": [{"phase": label, "outcome": "blocked", "reason": reasons}]}
-        await _move(
+        await move(
             tickets, queue, ticket, phase.next[0], f"all {len(phase_tasks)} {phase.name} tasks succeeded"
         )
         return {"phases": [{"phase": label, "outcome": "succeeded", "tasks": len(phase_tasks)}]}
     return await _pass_gate(state, ticket, phase, label, phase_tasks)
 
 
-async def _coordinate(
-    tickets: TicketStore,
-    queue: RunQueue,
-    ticket: Ticket,
-    machine: PhaseMachine,
-    phase: Phase,
-    phase_tasks: list[Task],
+async def _pattern_outcome(
+    tickets: TicketStore, ticket: Ticket, run: PatternRun, phase_tasks: list[Task]
 ) -> tuple[Ticket, list[str]]:
-    """The phase's pattern: its joins and merges over the final tasks; each decision is a run event
-    and goes into the context under its step key (a vote's verdict under `verdict`)."""
-    assert phase.pattern is not None
-    plan = pattern_plan(phase.pattern, template_variables(ticket))
-    decisions, failures = coordinate(plan, phase_tasks)
-    for key, decision in decisions.items():
-        decided = {
-            "ticket_id": str(ticket.id),
-            "pattern": phase.pattern.name,
-            "step": key,
-            "decision": decision,
-        }
-        await _event(queue, "coordination_decided", decided)
-        await _broadcast(InterAgentEventType.COORDINATION_DECIDED, decided, ticket)
-    if decisions:
-        ticket = await tickets.update_context(ticket.id, decisions, expected_version=ticket.version)
-    return ticket, failures
+    """The finished pattern's decisions into the context under their step keys (a vote's `verdict`, a
+    loop's last implementation under its key), and why it failed (empty: it succeeded)."""
+    outcome = run.outcome()
+    if outcome:
+        ticket = await tickets.update_context(ticket.id, outcome, expected_version=ticket.version)
+    return ticket, run.failures(phase_tasks)
 
 
 async def _carry_context(tickets: TicketStore, ticket: Ticket, label: str, phase_tasks: list[Task]) -> Ticket:
@@ -199,7 +164,7 @@ async def _pass_gate(
 ) -> dict[str, Any]:
     """Evaluate the phase's gate (recording its artifacts and the result) and follow its verdict."""
     assert phase.gate is not None
-    tickets, tasks, queue = _stores()
+    tickets, tasks, queue = stores()
     gates = GateStore(current_run().pool)
     await gates.record_artifacts(ticket.id, label, phase_tasks)
     artifacts = await gates.artifacts(ticket.id, phase=label)
@@ -220,7 +185,7 @@ async def _pass_gate(
         return {"pending_approval": question}
     evaluated_by = f"{ACTOR}+{approval.by}" if approval else ACTOR
     await gates.record_result(ticket.id, label, result, evaluated_by)
-    await _event(
+    await run_event(
         queue, "gate_evaluated", {"phase": label, "verdict": result.verdict, "summary": result.summary}
     )
     # failed_rounds counts the result just recorded too: decide wants the earlier failures.
@@ -228,21 +193,21 @@ async def _pass_gate(
     decision = decide(phase.gate, result, phase_tasks, failed_rounds=earlier_failures)
     outcome: dict[str, Any] = {"phase": label, "gate": result.verdict, "action": decision.action}
     if decision.action == "advance":
-        await _move(tickets, queue, ticket, phase.next[0], f"{phase.name} {result.summary}")
+        await move(tickets, queue, ticket, phase.next[0], f"{phase.name} {result.summary}")
     elif decision.action == "back_to" and decision.phase:
         ticket = await tickets.update_context(
             ticket.id, {"feedback": result.feedback(phase.name)}, expected_version=ticket.version
         )
-        await _move(tickets, queue, ticket, decision.phase, f"{phase.name} gate failed: {decision.reason}")
+        await move(tickets, queue, ticket, decision.phase, f"{phase.name} gate failed: {decision.reason}")
     elif decision.action == "retry":
         for task in phase_tasks:
             if task.key in decision.retry and task.status is not TaskStatus.SUCCEEDED:
                 await tasks.retry(task.id, ACTOR)
-        await _event(
+        await run_event(
             queue, "gate_retry", {"phase": label, "tasks": decision.retry, "reason": decision.reason}
         )
     else:
-        await _move(tickets, queue, ticket, "BLOCKED", f"{phase.name} gate failed: {decision.reason}")
+        await move(tickets, queue, ticket, "BLOCKED", f"{phase.name} gate failed: {decision.reason}")
     return {"phases": [outcome]}
 
 
@@ -262,7 +227,9 @@ async def approval(state: TicketState) -> dict[str, Any]:
 def route(state: TicketState) -> str:
     if state.get("closed"):
         return END
-    return "approval" if state.get("pending_approval") else "advance"
+    if state.get("pending_approval"):
+        return "approval"
+    return "coordinate" if state.get("coordinating") else "advance"
 
 
 async def _report(tickets: TicketStore, tasks: TaskStore, ticket: Ticket) -> dict[str, Any]:
@@ -293,7 +260,9 @@ def build_ticket_graph() -> StateGraph:
     graph = StateGraph(TicketState)
     graph.add_node("advance", advance)
     graph.add_node("approval", approval)
+    graph.add_node("coordinate", coordinate)
     graph.add_edge(START, "advance")
-    graph.add_conditional_edges("advance", route, ["advance", "approval", END])
+    graph.add_conditional_edges("advance", route, ["advance", "approval", "coordinate", END])
+    graph.add_conditional_edges("coordinate", route, ["advance", "coordinate", END])
     graph.add_edge("approval", "advance")
     return graph

@@ -1,6 +1,6 @@
 """Phases that apply a coordination pattern: the shipped `voted` file renders the majority vote's
-tasks; what a phase cannot run is refused at load with the file, the key and the reason; the joins
-and merges decide over final tasks."""
+tasks; a loop pattern loads and leaves its rounds to the workflow; what a phase cannot run is refused
+at load with the file, the key and the reason."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_orchestrator.tasks import Task
 from agent_orchestrator.tickets import PhaseFileError, load_phase_file, load_phase_machine, template_variables
-from agent_orchestrator.tickets.phase_patterns import coordinate, pattern_plan
-from support.tests.coordination.helpers import review, task
+from agent_orchestrator.tickets.phase_patterns import pattern_plan
 from support.tests.tickets.helpers import make_ticket
 
 pytestmark = pytest.mark.unit
@@ -46,7 +44,7 @@ def test_the_voted_phase_file_renders_three_reviews_of_the_head_branch() -> None
     ("pattern", "key", "reason"),
     [
         ({"name": "nope"}, "phases[0].pattern.name", "no pattern 'nope'"),
-        ({"name": "review_feedback_loop"}, "phases[0].pattern.name", "not run by phases yet"),
+        ({"name": "review_feedback_loop"}, "phases[0].pattern.with", "needs the parameters ['instruction']"),
         ({"name": "majority_vote", "with": {"voters": 3}}, "phases[0].pattern.with", "unknown parameters"),
     ],
 )
@@ -58,27 +56,16 @@ def test_what_a_phase_cannot_run_is_refused_at_load(
     assert refused.value.key == key and reason in refused.value.reason, refused.value
 
 
-def _review(key: str, verdict: str, status: str = "succeeded") -> Task:
-    return task(key, status, review(verdict) if status == "succeeded" else None)
-
-
-def test_a_vote_with_one_dissent_gives_the_majority_and_a_failed_review_fails_the_join() -> None:
-    plan = pattern_plan(
-        load_phase_machine("voted").phase("REVIEW").pattern, template_variables(make_ticket())
-    )  # type: ignore[arg-type]
-    decisions, failures = coordinate(
-        plan,
-        [
-            _review("review.1", "approve"),
-            _review("review.2", "request_changes"),
-            _review("review.3", "approve"),
-        ],
+def test_a_phase_applies_a_loop_pattern_whose_rounds_the_workflow_renders(tmp_path: Path) -> None:
+    _load(
+        tmp_path,
+        _phases({"name": "review_feedback_loop", "with": {"instruction": "Add mul", "max_rounds": 2}}),
     )
-    assert failures == []
-    assert decisions["verdict"]["value"] == "approve" and decisions["reviewed"]["status"] == "ready"
-    _, failed = coordinate(plan, [_review("review.1", "approve"), _review("review.2", "", "failed"),
-                                  _review("review.3", "approve")])  # fmt: skip
-    assert failed and failed[0].startswith("reviewed:")
+    machine = load_phase_machine("p", tmp_path)
+    ref = machine.phase("WORK").pattern
+    assert ref is not None
+    plan = pattern_plan(ref, template_variables(make_ticket()))
+    assert plan.tasks == [] and [(a.kind, a.key) for a in plan.actions] == [("loop", "rounds")]
 
 
 def test_a_later_phase_may_read_the_summary_of_the_earlier_ones(tmp_path: Path) -> None:
