@@ -122,16 +122,19 @@ async def advance(state: TicketState) -> dict[str, Any]:
             return {}
         ticket = await _carry_context(tickets, ticket, label, phase_tasks)
     if phase.gate is None:
-        failed = [t for t in phase_tasks if t.status is not TaskStatus.SUCCEEDED]
+        # A pattern's outcome was judged above: a task it gave up on (a late one) does not fail it.
+        unsuccessful = [t for t in phase_tasks if t.status is not TaskStatus.SUCCEEDED]
+        failed = [] if phase.pattern is not None else unsuccessful
         if failed:
             reasons = "; ".join(
                 f"{t.key} {t.status.value}: {t.error or t.blocked_reason or ''}".strip() for t in failed
             )
             await move(tickets, queue, ticket, "BLOCKED", f"{phase.name} tasks did not succeed: {reasons}")
             return {"phases": [{"phase": label, "outcome": "blocked", "reason": reasons}]}
-        await move(
-            tickets, queue, ticket, phase.next[0], f"all {len(phase_tasks)} {phase.name} tasks succeeded"
-        )
+        why = f"all {len(phase_tasks)} {phase.name} tasks succeeded"
+        if unsuccessful:
+            why = f"{phase.name} pattern succeeded; {', '.join(t.key for t in unsuccessful)} given up on"
+        await move(tickets, queue, ticket, phase.next[0], why)
         return {"phases": [{"phase": label, "outcome": "succeeded", "tasks": len(phase_tasks)}]}
     return await _pass_gate(state, ticket, phase, label, phase_tasks)
 

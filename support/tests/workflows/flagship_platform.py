@@ -91,8 +91,14 @@ class Platform:
 
 @contextlib.contextmanager
 def running_platform(
-    module_env: dict[str, str], log_dir: Path, agents: list[str], **extra: str
+    module_env: dict[str, str],
+    log_dir: Path,
+    agents: list[str],
+    *,
+    modules: dict[str, str] | None = None,
+    **extra: str,
 ) -> Iterator[Platform]:
+    """`modules` runs an agent from another module than the catalog's (one whose model is scripted)."""
     data_dir = Path(module_env["DEVTOOLS_DATA_DIR"])
     with running_registry(module_env, log_dir) as registry:
         env = {
@@ -108,6 +114,7 @@ def running_platform(
         try:
             for name in agents:
                 module, port_var = service_module(name)
+                module = (modules or {}).get(name, module)
                 port = free_port()
                 platform.agents[name] = start_service(
                     name, module, {**env, port_var: str(port)}, port, log_dir
