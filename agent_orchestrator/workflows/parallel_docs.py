@@ -1,6 +1,7 @@
 """parallel_docs: one `Send` branch per document type to the documentation agent, then merge.
 
 START --Send per doc type--> generate (xN, one superstep) --> write --> conclude
+(the map-reduce graph template, agent_orchestrator/workflows/templates.py)
 
 Each branch puts its document (or its error) under `partial_results[doc_type]`; the
 reducer merges the branches. `write` writes every document that was generated to the
@@ -13,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.graph import StateGraph
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent_orchestrator.workflows.agent_calls import AGENT_RETRY, AgentCallFailed, call_agent
@@ -22,6 +22,7 @@ from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import docs_report
 from agent_orchestrator.workflows.state import MultiAgentState, utc_now_iso
+from agent_orchestrator.workflows.templates import Step, map_reduce
 
 DocType = Literal["api", "user_guide", "deployment_guide"]
 DEFAULT_DOC_TYPES: list[DocType] = ["api", "user_guide", "deployment_guide"]
@@ -63,9 +64,10 @@ class ParallelDocsState(MultiAgentState, total=False):
     written: dict[str, str]
 
 
-def fan_out(state: ParallelDocsState) -> list[Send]:
+def branch(state: dict[str, Any], doc_type: str, _index: int) -> dict[str, Any]:
+    """What one `generate` branch is sent: the request's fields and its document type."""
     keys = ("task_id", "repo", "ref", "packages", "timeout_seconds")
-    return [Send("generate", {**{k: state.get(k) for k in keys}, "doc_type": t}) for t in state["doc_types"]]
+    return {**{k: state.get(k) for k in keys}, "doc_type": doc_type}
 
 
 async def generate(branch: dict[str, Any]) -> dict[str, Any]:
@@ -153,12 +155,11 @@ conclude = concluder("documentation was not written")
 
 
 def build_parallel_docs_graph() -> StateGraph:
-    graph = StateGraph(ParallelDocsState)
-    graph.add_node("generate", generate, retry_policy=AGENT_RETRY)
-    graph.add_node("write", write)
-    graph.add_node("conclude", conclude)
-    graph.add_conditional_edges(START, fan_out, ["generate"])
-    graph.add_edge("generate", "write")
-    graph.add_edge("write", "conclude")
-    graph.add_edge("conclude", END)
-    return graph
+    return map_reduce(
+        ParallelDocsState,
+        "doc_types",
+        Step("generate", generate, retry=AGENT_RETRY),
+        ("write", write),
+        payload=branch,
+        then=[("conclude", conclude)],
+    )

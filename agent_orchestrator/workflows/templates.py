@@ -1,4 +1,5 @@
 """Generic graph templates: sequential, parallel (fan-out with `Send`, then merge), map-reduce.
+The parallel_docs workflow is a map-reduce (one branch per document type, then write and conclude).
 
 Each returns an uncompiled `StateGraph`; the run worker compiles it with the
 Postgres checkpointer. Nodes are plain callables (sync or async) taking the state
@@ -125,19 +126,23 @@ def map_reduce(
     reducer: StepLike,
     *,
     item_key: str = "item",
+    payload: Callable[[dict[str, Any], Any, int], dict[str, Any]] | None = None,
+    then: Sequence[StepLike] = (),
     retry: RetryPolicy | None = None,
     timeout: Timeout = None,
 ) -> StateGraph:
-    """START -> one `mapper` branch per item (via `Send`) -> `reducer` -> END.
+    """START -> one `mapper` branch per item (via `Send`) -> `reducer` -> `then`... -> END.
 
     `items` names a state key holding a list, or is a function of the state. Each
-    mapper call gets ``{item_key: item, "index": i, **scalar identifiers}`` and returns
-    an update (e.g. ``{"partial_results": {key: value}}``) merged by the reducers. With
-    no items the reducer runs at once.
+    mapper call gets `payload(state, item, index)`, by default ``{item_key: item, "index": i,
+    **scalar identifiers}``, and returns an update (e.g. ``{"partial_results": {key: value}}``)
+    merged by the reducers. With no items the reducer runs at once. `then` are steps run one
+    after the other once the reducer is done (the parallel_docs workflow writes, then concludes).
     """
     map_step = _as_step(mapper, retry, timeout)
     reduce_step = _as_step(reducer, retry, timeout)
-    _check_names([map_step.name, reduce_step.name])
+    after = [_as_step(s, retry, timeout) for s in then]
+    _check_names([map_step.name, reduce_step.name, *(s.name for s in after)])
     graph = StateGraph(state_schema)
 
     def select(state: dict[str, Any]) -> Sequence[Any]:
@@ -148,6 +153,8 @@ def map_reduce(
         selected = select(state)
         if not selected:
             return reduce_step.name
+        if payload is not None:
+            return [Send(map_step.name, payload(state, item, i)) for i, item in enumerate(selected)]
         base = {k: state[k] for k in ("task_id", "workflow_type") if k in state}
         return [Send(map_step.name, {**base, item_key: item, "index": i}) for i, item in enumerate(selected)]
 
@@ -155,5 +162,10 @@ def map_reduce(
     _add(graph, reduce_step)
     graph.add_conditional_edges(START, fan_out, [map_step.name, reduce_step.name])
     graph.add_edge(map_step.name, reduce_step.name)
-    graph.add_edge(reduce_step.name, END)
+    previous = reduce_step.name
+    for step in after:
+        _add(graph, step)
+        graph.add_edge(previous, step.name)
+        previous = step.name
+    graph.add_edge(previous, END)
     return graph

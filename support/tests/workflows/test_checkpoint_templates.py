@@ -79,6 +79,25 @@ async def test_map_reduce_maps_every_item_then_reduces(saver: AsyncPostgresSaver
     assert empty["final_result"] == 0
 
 
+async def test_map_reduce_sends_what_payload_builds_and_runs_then_after_the_reducer(
+    saver: AsyncPostgresSaver,
+) -> None:
+    def payload(state: dict[str, Any], item: int, index: int) -> dict[str, Any]:
+        return {"item": item + 10, "index": index}  # what parallel_docs does: a branch of its own shape
+
+    def after(state: dict[str, Any]) -> dict[str, Any]:
+        return {"steps": [f"after total {state['final_result']}"]}
+
+    graph = map_reduce(
+        ToyState, "items", ("square", square), ("total", total), payload=payload, then=[("after", after)]
+    ).compile(checkpointer=saver)
+    out = await graph.ainvoke({"label": "m", "items": [1, 2]}, run_config(str(uuid.uuid4())))
+    assert out["partial_results"] == {"0": 121, "1": 144}
+    assert out["steps"] == ["after total 265"]
+    with pytest.raises(TemplateError, match="used twice"):
+        map_reduce(ToyState, "items", ("square", square), ("total", total), then=[("total", after)])
+
+
 def test_template_shapes_are_checked() -> None:
     with pytest.raises(TemplateError, match="used twice"):
         sequential(ToyState, [("a", step("a")), ("a", step("a"))])
