@@ -7,6 +7,10 @@ adds `greeter/shout.py` with its test and a hard-coded password (the code-review
 asks for changes); told the findings in the next round, it removes the password (the review
 approves). An instruction containing "stubborn" makes it add a note instead and keep the password,
 so every round is reviewed with the same blocking finding.
+
+In the parallel implementation it writes the files of its part (the prompt lists them) from PARTS, and
+asked to merge the parts' branches it checks each branch's files out into its worktree (the parts
+touch different files), which feature-dev then commits as the merge.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from itertools import count
 from typing import Any
 
@@ -29,6 +34,14 @@ feature_dev = importlib.import_module("services.feature_dev.agent")
 SHOUT = 'def shout(name):\n    return f"{name.upper()}!"\n'
 PASSWORD_LINE = 'ADMIN_PASSWORD = "Tr0ub4dor-and-3-horses"\n'
 SHOUT_TEST = "from greeter.shout import shout\n\n\ndef test_shout():\n    assert shout('ada') == 'ADA!'\n"
+# The parallel implementation's files: a function, its test, its page.
+PARTS = {
+    "greeter/loud.py": 'def loud(name):\n    return f"HELLO, {name.upper()}"\n',
+    "tests/test_loud.py": (
+        "from greeter.loud import loud\n\n\ndef test_loud():\n    assert loud('ada') == 'HELLO, ADA'\n"
+    ),
+    "LOUD.md": "# loud\n\n`loud(name)` greets loudly.\n",
+}
 _calls = count(1)
 
 
@@ -45,6 +58,22 @@ def _prompt(messages: list[Message]) -> str:
 
 def _script(prompt: str) -> list[Message]:
     workspace = prompt.split("checked out at ", 1)[1].split(".\n", 1)[0].strip()
+    if "Merge these branches" in prompt:
+        branches = sorted(set(re.findall(r"devtools/ticket-[0-9a-f-]+-part[0-9]+", prompt)))
+        checkouts = " && ".join(f"git checkout {b} -- ." for b in branches)
+        return [
+            _call("terminal", command=f"cd {workspace} && {checkouts}"),
+            _call("finish", message="merged"),
+        ]
+    if "You implement part" in prompt:
+        mine = [f for f in PARTS if f in prompt.split("change only these files", 1)[1]]
+        return [
+            *(
+                _call("file_editor", command="create", path=f"{workspace}/{f}", file_text=PARTS[f])
+                for f in mine
+            ),
+            _call("finish", message=f"wrote {', '.join(mine)}"),
+        ]
     first_round = "(none in the first round): []" in prompt
     if first_round:
         return [

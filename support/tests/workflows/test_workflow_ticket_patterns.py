@@ -1,7 +1,8 @@
 """Phases that apply coordination patterns, carried out by the ticket workflow on the real services:
 the review feedback loop (feature-dev, its model scripted, and code-review, through the shipped
 `feedback` phase file) stops at approve and at its round limit; a sync point past its deadline
-cancels the late task and proceeds or fails as declared."""
+cancels the late task and proceeds or fails as declared; a parallel implementation splits a change by
+module, implements the parts on branches of their own, merges them and tests the result (cicd)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,26 @@ phases:
     return_to_previous: true
 """
 
+# The change of the parallel implementation: three files in three folders (the root one of them),
+# cut into two parts.
+PARALLEL = """\
+from_any_open: [BLOCKED]
+phases:
+  - name: IMPLEMENTATION
+    pattern:
+      name: parallel_implementation
+      with:
+        instruction: "{ticket.description}"
+        files: [greeter/loud.py, tests/test_loud.py, LOUD.md]
+        parts: 2
+    next: [DONE]
+  - name: DONE
+    status: done
+  - name: BLOCKED
+    status: blocked
+    return_to_previous: true
+"""
+
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -71,6 +92,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for on_timeout in ("proceed", "fail"):
         (patterns / f"timebox_{on_timeout}.pattern.yaml").write_text(TIMEBOX.format(on_timeout=on_timeout))
         (phases / f"timeboxed_{on_timeout}.yaml").write_text(TIMEBOXED.format(on_timeout=on_timeout))
+    (phases / "parallel.yaml").write_text(PARALLEL)
     return phases, patterns
 
 
@@ -80,7 +102,7 @@ def platform(module_env: dict[str, str], log_dir: Path, folders: tuple[Path, Pat
     with running_platform(
         module_env,
         log_dir,
-        ["code-review", "feature-dev"],
+        ["code-review", "feature-dev", "cicd"],
         modules={"feature-dev": "support.tests.workflows.scripted_feature_dev"},
         DEVTOOLS_PHASES_DIR=str(phases),
         DEVTOOLS_PATTERNS_DIR=str(patterns),
@@ -221,3 +243,45 @@ async def test_a_sync_point_past_its_deadline_cancels_the_late_task(
         lambda: [e.kind for e in platform.client().events(str(ticket_id), follow=False)]
     )
     assert "coordination_sync" in kinds
+
+
+async def test_a_change_is_implemented_in_parallel_parts_merged_and_tested(
+    platform: Platform, pool: AsyncConnectionPool, tickets: TicketStore, sample: Callable[[], SampleRepo]
+) -> None:
+    repo = sample()
+    ticket_id = await _open(platform, repo, "parallel", "Greet loudly: loud(name), its test and its page.")
+
+    run = await asyncio.to_thread(_rest, platform, ticket_id)
+
+    assert run["status"] == "succeeded", run.get("error")
+    done = await tickets.get(ticket_id)
+    assert done.phase == "DONE"
+    rows = {t.key: t for t in await TaskStore(pool).list_tasks(ticket_id)}
+    assert list(rows) == ["implement.1", "implement.2", "integrate", "tests"]
+    assert all(t.status is TaskStatus.SUCCEEDED for t in rows.values())
+    # Split by module into two parts, each on a branch of its own with only its files.
+    parts = [rows["implement.1"].payload["files"], rows["implement.2"].payload["files"]]
+    assert sorted(f for part in parts for f in part) == [
+        "LOUD.md",
+        "greeter/loud.py",
+        "tests/test_loud.py",
+    ]
+    for key in ("implement.1", "implement.2"):
+        branch = rows[key].result["branch"]
+        changed = run_git(repo.path, "diff", "--name-only", "main", branch).split()
+        assert sorted(changed) == sorted(rows[key].payload["files"])
+    # The parts' branches were combined, merged into one, and the tests ran there and passed.
+    merged = f"devtools/ticket-{ticket_id}"
+    assert rows["integrate"].result["branch"] == merged
+    assert sorted(run_git(repo.path, "diff", "--name-only", "main", merged).split()) == [
+        "LOUD.md", "greeter/loud.py", "tests/test_loud.py",
+    ]  # fmt: skip
+    assert rows["tests"].payload["ref"] == merged
+    assert rows["tests"].result["status"] == "passed"
+    assert sorted(done.context["branches"]["value"].values()) == sorted(
+        rows[k].result["branch"] for k in ("implement.1", "implement.2")
+    )
+    kinds = await asyncio.to_thread(
+        lambda: [e.kind for e in platform.client().events(str(ticket_id), follow=False)]
+    )
+    assert {"coordination_split", "coordination_join", "coordination_merge"} <= set(kinds)
