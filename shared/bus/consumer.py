@@ -395,7 +395,8 @@ class RequestConsumer:
             if held.raw is None:
                 raise ValueError(f"entry has no '{DATA_FIELD}' field")
             return AgentRequestEvent.from_json(held.raw)
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, ArithmeticError, TypeError) as exc:
+            # Whatever the entry holds, it is answered or dead-lettered: never left pending forever.
             await self._rejecter.malformed(held.stream, held.entry_id, held.raw, str(exc))
             self.dead_letters += 1
             return None

@@ -87,6 +87,12 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# A request waits at most a day: longer work is a run or a task, which have their own deadlines.
+MAX_REQUEST_TIMEOUT_SECONDS = 86400.0
+# How far ahead of this host's clock a sender's may be.
+MAX_CLOCK_SKEW_SECONDS = 300.0
+
+
 class AgentRequestEvent(_WireModel):
     """Ask one agent (by id) or any agent with a capability to do something."""
 
@@ -97,7 +103,7 @@ class AgentRequestEvent(_WireModel):
     request_type: str = Field(min_length=1)
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: RequestPriority = RequestPriority.NORMAL
-    timeout_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=MAX_REQUEST_TIMEOUT_SECONDS)
     correlation_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utc_now)
@@ -114,6 +120,9 @@ class AgentRequestEvent(_WireModel):
     def _routing_and_expiry(self) -> Self:
         if self.target_agent == ANY_AGENT and not self.required_capability:
             raise ValueError("required_capability: needed when target_agent is 'any'")
+        if self.created_at > utc_now() + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS):
+            # A request from the future would never expire: its sender's clock (or its author) is wrong.
+            raise ValueError(f"created_at: more than {MAX_CLOCK_SKEW_SECONDS:g} s in the future")
         if self.expires_at is None:
             self.expires_at = self.created_at + timedelta(seconds=self.timeout_seconds)
         return self

@@ -200,6 +200,8 @@ def test_agent_rejects_bad_input_with_a_message(echo: ServiceProcess) -> None:
         ({"json": "just a string"}, 422, "body"),
         ({"json": {**ok, "priority": "mega"}}, 422, "priority"),
         ({"json": {**ok, "timeout_seconds": -1}}, 422, "timeout_seconds"),
+        ({"json": {**ok, "timeout_seconds": 1e12}}, 422, "timeout_seconds"),
+        ({"json": {**ok, "created_at": "9999-12-31T23:59:00Z"}}, 422, "created_at"),
         ({"json": {**ok, "payload": "not an object"}}, 422, "payload"),
         ({"json": {**ok, "payload": {"text": "x", "repeat": 99}}}, 422, "payload.repeat"),
         ({"json": {**ok, "target_agent": "any"}}, 422, "required_capability"),

@@ -63,6 +63,28 @@ async def test_malformed_request_with_a_reply_address_gets_an_error_response(
     assert [d["reason"] for d in await requester.dead_letters()] == ["malformed"] * 2
 
 
+async def test_a_request_with_an_unbounded_number_is_dead_lettered_not_left_pending(
+    requester: EventBus, server: EventBus
+) -> None:
+    async def handler(req: AgentRequestEvent) -> dict[str, Any]:
+        return {"ok": True}
+
+    stream = requester.keys.request_stream(agent_target("code-review"), RequestPriority.NORMAL)
+    base = {"source_agent": "orchestrator", "target_agent": "code-review", "request_type": "review"}
+    await requester.client.xadd(
+        stream, {DATA_FIELD: json.dumps({**base, "request_id": "huge", "timeout_seconds": 1e12})}
+    )
+    late = {**base, "request_id": "late", "created_at": "9999-12-31T23:59:00Z", "timeout_seconds": 600}
+    await requester.client.xadd(stream, {DATA_FIELD: json.dumps(late)})
+    await server.serve_requests("code-review", [], handler, concurrency=1)
+    # Served in stream order with one slot: both bad entries were handled before this request.
+    assert (await requester.request_agent(request())).status is ResponseStatus.SUCCESS
+    dead = await requester.dead_letters()
+    assert [d["reason"] for d in dead] == ["malformed"] * 2
+    assert "created_at" in json.dumps(dead[0]) and "timeout_seconds" in json.dumps(dead[1])  # newest first
+    assert (await requester.client.xpending(stream, REQUEST_GROUP))["pending"] == 0
+
+
 async def test_consumer_claims_no_more_entries_than_its_free_slots(
     requester: EventBus, server: EventBus
 ) -> None:
