@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     data_dir: Path = Path(".devtools")
+    # Where workflows may write outside a repository (parallel_docs' output_dir); unset: data_dir.
+    output_root: Path | None = None
     api_token: SecretStr | None = None
     llm: str = "none"
     # Every Redis key the platform writes starts with this prefix, so several
@@ -67,6 +69,16 @@ class Settings(BaseSettings):
     def _absolute_data_dir(cls, value: Path) -> Path:
         # Child processes, git worktrees and deployed apps run in other folders: keep one meaning.
         return value.expanduser().resolve()
+
+    @field_validator("output_root")
+    @classmethod
+    def _absolute_output_root(cls, value: Path | None) -> Path | None:
+        return None if value in (None, Path("")) else value.expanduser().resolve()
+
+    @property
+    def writable_root(self) -> Path:
+        """The folder outside repositories that the server may write into."""
+        return self.output_root or self.data_dir
 
     @field_validator("llm")
     @classmethod

@@ -143,7 +143,12 @@ def run_pr_deployment(
 @run_app.command("docs")
 def run_docs(
     repo: Path = typer.Option(..., "--repo", help="Path of the git repository."),
-    out: Path = typer.Option(..., "--out", help="Folder to write the documents to."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Folder to write the documents to, relative to the current directory; it must be inside "
+        "the repository or the server's output root (DEVTOOLS_OUTPUT_ROOT, by default its data folder).",
+    ),
     types: str = typer.Option(
         "api,user_guide,deployment_guide", "--types", help="Comma-separated doc types."
     ),

@@ -1,4 +1,5 @@
-"""Checks of workflow inputs that need the local host: a repository path and its refs.
+"""Checks of workflow inputs that need the local host: a repository path, its refs, and where a
+workflow may write.
 
 The agents that act on a repository (code review, CI, infrastructure, documentation) run on
 the orchestrator's host and read the path as given, so a path that is not a git repository
@@ -38,3 +39,18 @@ def git_ref(repo: str | None, ref: str) -> str:
     except GitError:
         raise ValueError(f"no branch, tag or commit {ref!r} in {repo}") from None
     return ref
+
+
+def output_folder(repo: str, output_dir: str, root: Path) -> Path:
+    """Where `output_dir` points (relative: inside `repo`), once resolved (symlinks followed); ValueError
+    unless that is inside the repository or inside `root` (DEVTOOLS_OUTPUT_ROOT, by default the data
+    folder): the server writes as its own user, so a request must not choose any path on the host."""
+    out = Path(output_dir).expanduser()
+    folder = (out if out.is_absolute() else Path(repo).expanduser() / out).resolve()
+    allowed = [Path(repo).expanduser().resolve(), root.resolve()]
+    if not any(folder.is_relative_to(place) for place in allowed):
+        raise ValueError(
+            f"{output_dir} is outside the repository and the output root {allowed[1]}: give a folder "
+            "inside one of them (a relative one is inside the repository; DEVTOOLS_OUTPUT_ROOT sets the root)"
+        )
+    return folder

@@ -11,6 +11,8 @@ output folder (`<doc_type>.md` plus an `index.md`), whatever happened to the oth
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,11 +20,12 @@ from langgraph.graph import StateGraph
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent_orchestrator.workflows.agent_calls import AGENT_RETRY, AgentCallFailed, call_agent
-from agent_orchestrator.workflows.inputs import git_ref, git_repository
+from agent_orchestrator.workflows.inputs import git_ref, git_repository, output_folder
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import docs_report
 from agent_orchestrator.workflows.state import MultiAgentState, utc_now_iso
 from agent_orchestrator.workflows.templates import Step, map_reduce
+from shared.config import get_settings
 
 DocType = Literal["api", "user_guide", "deployment_guide"]
 DEFAULT_DOC_TYPES: list[DocType] = ["api", "user_guide", "deployment_guide"]
@@ -40,6 +43,14 @@ class ParallelDocsInput(BaseModel):
     @classmethod
     def _repository(cls, value: str) -> str:
         return git_repository(value)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _writable(cls, value: str, info: ValidationInfo) -> str:
+        repo = info.data.get("repo")
+        if repo is not None:
+            output_folder(repo, value, get_settings().writable_root)
+        return value
 
     @field_validator("ref")
     @classmethod
@@ -101,32 +112,40 @@ async def generate(branch: dict[str, Any]) -> dict[str, Any]:
     return {"partial_results": {doc_type: document}, **step_record("documentation", step, "generated")}
 
 
-def output_folder(state: ParallelDocsState) -> Path:
-    out = Path(state["output_dir"]).expanduser()
-    return out if out.is_absolute() else Path(state["repo"]) / out
+def output_folder_of(state: ParallelDocsState) -> Path:
+    """Checked again when writing: a symlink made since the run was accepted must not lead out."""
+    return output_folder(state["repo"], state["output_dir"], get_settings().writable_root)
+
+
+def _replace(target: Path, text: str) -> None:
+    """Write through a new file renamed over the target: a symlink planted at the target is replaced,
+    never followed out of the folder."""
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".docs-", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, target)
 
 
 def write(state: ParallelDocsState) -> dict[str, Any]:
     """Write what was generated (rewriting the same files is harmless if the step runs again)."""
-    folder = output_folder(state)
     results = state.get("partial_results") or {}
     written: dict[str, str] = {}
     failed = [t for t in state["doc_types"] if (results.get(t) or {}).get("error") or t not in results]
     try:
+        folder = output_folder_of(state)
         folder.mkdir(parents=True, exist_ok=True)
         for doc_type in state["doc_types"]:
             if doc_type in failed:
                 continue
             target = folder / f"{doc_type}.md"
-            target.write_text(results[doc_type]["markdown"])
+            _replace(target, results[doc_type]["markdown"])
             written[doc_type] = str(target)
         index = ["# Documentation", ""] + [f"- [{t}]({t}.md)" for t in written]
         index += [
             f"- {t}: not generated ({(results.get(t) or {}).get('error', 'no result')})" for t in failed
         ]
-        (folder / "index.md").write_text("\n".join(index) + "\n")
-    except OSError as exc:
-        reason = f"output_dir: cannot write to {folder}: {exc}"
+        _replace(folder / "index.md", "\n".join(index) + "\n")
+    except (OSError, ValueError) as exc:
+        reason = f"output_dir: cannot write to {state['output_dir']}: {exc}"
         final = {
             "outcome": "write_failed",
             "ok": False,

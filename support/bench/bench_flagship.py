@@ -62,7 +62,7 @@ REQUEST_TIMEOUT_SECONDS = 120.0
 class DocsPlatform:
     client: OrchestratorClient
     repo: Path
-    scratch: Path
+    scratch: Path  # its data folder (data/) is the server's output root
     redis_url: str
     redis_prefix: str
 
@@ -177,7 +177,7 @@ def flagship_figures(runs: int, levels: list[int]) -> None:
     """Print workflow runs/s and direct sets/s per concurrency level, and their ratio."""
     with docs_platform(max(levels)) as platform:
         # Warm-up: imports, pools and first requests on both paths.
-        measure_runs(platform.client, platform.repo, platform.scratch / "warm", 2, 1)
+        measure_runs(platform.client, platform.repo, platform.scratch / "data" / "warm", 2, 1)
         measure_direct(platform, 2, 1)
         print(
             f"parallel_docs: {len(DEFAULT_DOC_TYPES)} documents per run, real documentation agent, "
@@ -185,7 +185,7 @@ def flagship_figures(runs: int, levels: list[int]) -> None:
         )
         print("  concurrent   workflow runs/s   direct GENERATE_DOCS sets/s   workflow/direct")
         for level in levels:
-            workflow = measure_runs(platform.client, platform.repo, platform.scratch / "out", runs, level)
+            workflow = measure_runs(platform.client, platform.repo, platform.scratch / "data" / "out", runs, level)
             direct = measure_direct(platform, runs, level)
             print(f"  {level:10d} {workflow:17.2f} {direct:29.2f} {workflow / direct:16.2f}", flush=True)
 

@@ -41,12 +41,16 @@ def devtools(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]
 def test_run_docs_shows_each_step_and_the_report(
     platform: Platform, repo: SampleRepo, tmp_path: Path
 ) -> None:
-    done = devtools(platform, "run", "docs", "--repo", str(repo.path), "--out", str(tmp_path / "out"))
+    done = devtools(platform, "run", "docs", "--repo", str(repo.path), "--out", str(repo.path / "out"))
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("▶ generate") == 3 and "✔ write" in done.stdout
     assert "Documentation" in done.stdout and "succeeded" in done.stdout
-    assert (tmp_path / "out" / "api.md").exists()
+    assert (repo.path / "out" / "api.md").exists()
+    # Outside the repository and the output root: refused before anything runs, naming the field.
+    outside = devtools(platform, "run", "docs", "--repo", str(repo.path), "--out", str(tmp_path / "out"))
+    assert outside.returncode == 2 and "input.output_dir" in outside.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_production_deploy_waits_then_approve_finishes_it(platform: Platform, repo: SampleRepo) -> None:
@@ -84,7 +88,7 @@ def test_a_blocked_pr_exits_non_zero_with_the_reason(platform: Platform, repo: S
 
 def test_bad_input_exits_2_naming_the_field(platform: Platform, repo: SampleRepo, tmp_path: Path) -> None:
     done = devtools(
-        platform, "run", "docs", "--repo", str(repo.path), "--out", str(tmp_path), "--types", "nope"
+        platform, "run", "docs", "--repo", str(repo.path), "--out", str(repo.path / "o"), "--types", "nope"
     )
     assert done.returncode == 2 and "input.doc_types" in done.stderr
     unknown = devtools(platform, "status", "00000000-0000-0000-0000-000000000000")

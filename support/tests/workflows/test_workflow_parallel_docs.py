@@ -33,10 +33,10 @@ def client(platform: Platform) -> Iterator[OrchestratorClient]:
 
 
 def test_every_doc_type_is_generated_in_parallel_and_written(
-    client: OrchestratorClient, repo: SampleRepo, tmp_path: Path
+    client: OrchestratorClient, repo: SampleRepo
 ) -> None:
-    out = tmp_path / "docs"
-    created = client.create_run("parallel_docs", {"repo": str(repo.path), "output_dir": str(out)})
+    out = repo.path / "generated-docs"  # a relative output_dir is inside the repository
+    created = client.create_run("parallel_docs", {"repo": str(repo.path), "output_dir": "generated-docs"})
     started: list[str] = []
     run = client.follow(
         created["id"], on_event=lambda e: started.append(e.node or "") if e.kind == "node_started" else None
@@ -60,9 +60,9 @@ def test_every_doc_type_is_generated_in_parallel_and_written(
 
 
 def test_a_failed_branch_is_reported_and_the_others_are_still_written(
-    client: OrchestratorClient, repo: SampleRepo, tmp_path: Path
+    client: OrchestratorClient, repo: SampleRepo, platform: Platform
 ) -> None:
-    out = tmp_path / "docs"
+    out = platform.data_dir / "docs-partial"  # an absolute one inside the output root (the data folder)
     data = {
         "repo": str(repo.path),
         "output_dir": str(out),
@@ -103,3 +103,18 @@ def test_a_repo_that_is_not_a_git_repository_is_refused_naming_the_field(
         with pytest.raises(OrchestratorError) as bad:
             client.create_run("parallel_docs", data)
         assert bad.value.status_code == 422 and field in str(bad.value) and why in str(bad.value)
+
+
+def test_documents_are_never_written_outside_the_repository_and_the_output_root(
+    client: OrchestratorClient, repo: SampleRepo, tmp_path: Path
+) -> None:
+    from agent_orchestrator.api.client import OrchestratorError
+
+    outside = tmp_path / "elsewhere"
+    (repo.path / "escape").symlink_to(outside, target_is_directory=True)
+    for output_dir in (str(outside), "../../elsewhere", "escape", "escape/deeper", "/etc"):
+        with pytest.raises(OrchestratorError) as bad:
+            client.create_run("parallel_docs", {"repo": str(repo.path), "output_dir": output_dir})
+        assert bad.value.status_code == 422, output_dir
+        assert "input.output_dir" in str(bad.value) and "outside the repository" in str(bad.value)
+    assert not outside.exists()
