@@ -23,18 +23,17 @@ def lock_owner(run_id: str, attempt: int) -> str:
 
 
 async def supersede_earlier_attempts(locks: ResourceLockManager, resource_id: str, owner: str) -> bool:
-    """Force-release `resource_id` when an earlier attempt of the same run holds it exclusively."""
+    """Release `resource_id` when an earlier attempt of the same run holds it exclusively: checked and
+    released in one statement (config/state/097_lock_supersede.sql), so a lease another run took in
+    between is never touched."""
     run_prefix = owner.rsplit(":", 1)[0] + ":"
-    status = await locks.status(resource_id)
-    stale = status.mode == "exclusive" and all(
-        holder.startswith(run_prefix) and holder != owner for holder in status.owners
+    released = await locks.supersede(
+        resource_id,
+        owner=owner,
+        prefix=run_prefix,
+        reason=f"superseded by {owner}: the earlier attempt lost its run lease",
     )
-    if not status.locked or not stale:
-        return False
-    await locks.force_release(
-        resource_id, admin=owner, reason=f"superseded by {owner}: the earlier attempt lost its run lease"
-    )
-    return True
+    return bool(released)
 
 
 @asynccontextmanager

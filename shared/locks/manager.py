@@ -38,6 +38,7 @@ SQL_RELEASE = "SELECT * FROM release_resource_lock(%s, %s, %s)"
 SQL_RENEW = "SELECT * FROM renew_resource_lock(%s, %s, %s, %s)"
 SQL_STATUS = "SELECT * FROM check_lock_status(%s)"
 SQL_FORCE_RELEASE = "SELECT * FROM force_release_lock(%s, %s, %s)"
+SQL_SUPERSEDE = "SELECT supersede_lock(%s, %s, %s, %s) AS holders"
 SQL_CLEANUP = "SELECT cleanup_expired_locks() AS expired"
 SQL_ENQUEUE = "SELECT enqueue_lock_waiter(%s, %s, %s, %s, %s, %s) AS queue_id"
 SQL_LEAVE_QUEUE = "SELECT leave_lock_queue(%s) AS left_queue"
@@ -244,6 +245,19 @@ class ResourceLockManager:
             "lock force-released", extra={"resource_id": resource_id, "admin": admin, "reason": reason}
         )
         return list(rows[0]["holders"])
+
+    async def supersede(self, resource_id: str, *, owner: str, prefix: str, reason: str) -> list[str]:
+        """Release `resource_id` in one statement if, and only if, every holder is an exclusive lease
+        whose owner starts with `prefix` and is not `owner` (an earlier attempt of the same run);
+        returns the holders released (none: nothing to supersede)."""
+        rows = await self._rows(SQL_SUPERSEDE, (resource_id, owner, prefix, reason))
+        holders = list(rows[0]["holders"] or [])
+        if holders:
+            log.warning(
+                "lock superseded",
+                extra={"resource_id": resource_id, "owner": owner, "holders": holders, "reason": reason},
+            )
+        return holders
 
     async def cleanup_expired(self) -> int:
         return int((await self._rows(SQL_CLEANUP, ()))[0]["expired"])

@@ -185,7 +185,9 @@ def flagship_figures(runs: int, levels: list[int]) -> None:
         )
         print("  concurrent   workflow runs/s   direct GENERATE_DOCS sets/s   workflow/direct")
         for level in levels:
-            workflow = measure_runs(platform.client, platform.repo, platform.scratch / "data" / "out", runs, level)
+            workflow = measure_runs(
+                platform.client, platform.repo, platform.scratch / "data" / "out", runs, level
+            )
             direct = measure_direct(platform, runs, level)
             print(f"  {level:10d} {workflow:17.2f} {direct:29.2f} {workflow / direct:16.2f}", flush=True)
 

@@ -55,3 +55,21 @@ async def test_a_run_id_that_prefixes_another_is_not_mistaken_for_it(locks: Reso
             locks, "env:prefix", run_id="r4", attempt=2, ttl=60, wait_timeout=0, reason="deploy"
         ):
             pass
+
+
+async def test_supersede_checks_and_releases_in_one_statement(locks: ResourceLockManager) -> None:
+    earlier = await locks.try_acquire("env:one", lock_owner("r5", 1), ttl=600)
+    assert earlier.acquired
+    # The attempt itself, or another run, is never superseded; a wrong prefix is refused.
+    assert await locks.supersede("env:one", owner="run:r5:1", prefix="run:r5:", reason="r") == []
+    assert await locks.supersede("env:one", owner="run:r6:2", prefix="run:r6:", reason="r") == []
+    with pytest.raises(Exception, match="run_prefix"):
+        await locks.supersede("env:one", owner="run:r5:2", prefix="run:r6:", reason="r")
+    assert (await locks.status("env:one")).holder == "run:r5:1"
+    released = await locks.supersede("env:one", owner="run:r5:2", prefix="run:r5:", reason="resumed")
+    assert released == ["run:r5:1"] and not (await locks.status("env:one")).locked
+    # Nothing held: nothing to supersede, and the history says who superseded whom.
+    assert await locks.supersede("env:one", owner="run:r5:2", prefix="run:r5:", reason="r") == []
+    shared = await locks.try_acquire("env:shared", "run:r7:1", ttl=600, mode="shared")
+    assert shared.acquired
+    assert await locks.supersede("env:shared", owner="run:r7:2", prefix="run:r7:", reason="r") == []
