@@ -16,9 +16,11 @@ from pathlib import Path
 
 import psycopg
 
+from shared.resources import CONFIG_DIR
+
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "config" / "state"
+MIGRATIONS_DIR = CONFIG_DIR / "state"
 _FILE_NAME = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 # Arbitrary constant: the advisory lock key every migration runner agrees on.
 MIGRATION_LOCK_KEY = 0x64657674_6F6F6C73 & 0x7FFFFFFFFFFFFFFF

@@ -30,10 +30,10 @@ from agent_orchestrator.coordination.errors import CoordinationArgumentError, Pa
 from agent_orchestrator.coordination.schema import AnyStep, LoopStep, PatternFile, TaskStep, UseStep
 from agent_orchestrator.coordination.templating import parse_template, resolve, walk_strings
 from agent_orchestrator.tasks import find_cycle
+from shared.resources import CONFIG_DIR
 from shared.specfile import SpecFileError, display_path, read_mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PATTERNS_DIR = Path(os.environ.get("DEVTOOLS_PATTERNS_DIR") or REPO_ROOT / "config" / "patterns")
+PATTERNS_DIR = Path(os.environ.get("DEVTOOLS_PATTERNS_DIR") or CONFIG_DIR / "patterns")
 SUFFIX = ".pattern.yaml"
 # The namespaces a pattern gives its placeholders itself: the phase gives ticket, repo and context.
 RESERVED_VARIABLES = ("params", "steps", "part", "loop")

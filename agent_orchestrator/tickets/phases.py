@@ -29,11 +29,11 @@ from agent_orchestrator.tickets.machine import Phase, PhaseMachine, TaskTemplate
 from agent_orchestrator.tickets.models import PHASE_FILE_PATTERN, PHASE_NAME_PATTERN, TicketStatus
 from agent_orchestrator.tickets.phase_patterns import PhasePattern, pattern_problem
 from agent_orchestrator.tickets.variables import parse_template, placeholder_problem, walk_strings
+from shared.resources import CONFIG_DIR
 from shared.specfile import SpecFileError, display_path, is_model, key_path, read_mapping, unwrap
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # DEVTOOLS_PHASES_DIR: a folder of a team's own phase files instead of the shipped ones.
-PHASES_DIR = Path(os.environ.get("DEVTOOLS_PHASES_DIR") or REPO_ROOT / "config" / "phases")
+PHASES_DIR = Path(os.environ.get("DEVTOOLS_PHASES_DIR") or CONFIG_DIR / "phases")
 TASK_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
 
 Name = Annotated[str, Field(pattern=PHASE_NAME_PATTERN)]

@@ -15,7 +15,9 @@ from typing import Any, Protocol, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "config" / "patterns" / "task_catalogue.yaml"
+from shared.resources import CONFIG_DIR
+
+DEFAULT_CATALOGUE = CONFIG_DIR / "patterns" / "task_catalogue.yaml"
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
