@@ -21,6 +21,7 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from agent_orchestrator.api.client import OrchestratorClient, OrchestratorError
@@ -34,7 +35,10 @@ from agent_orchestrator.stack import (
     export_ports,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_UNAVAILABLE, EXIT_DENIED = 0, 1, 2, 3, 4, 5
+# What the orchestrator's refusal means for the exit code: the caller's input, or its token.
+BAD_INPUT_STATUSES = (400, 404, 409, 413, 422)
+DENIED_STATUSES = (401, 403)
 WORKFLOW_AGENTS = {
     "pr_deployment": ["code-review", "cicd", "infrastructure"],
     "parallel_docs": ["documentation"],
@@ -121,8 +125,7 @@ def start_and_follow(workflow: str, data: dict[str, Any]) -> None:
         try:
             run = client.create_run(workflow, data)
         except OrchestratorError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(EXIT_BAD_INPUT if exc.status_code == 422 else EXIT_UNAVAILABLE) from None
+            raise refused(exc) from None
         console.print(f"[bold]{workflow}[/bold] run {run['id']} queued")
         code = conclude(client, follow_run(client, str(run["id"]), console), console)
     raise typer.Exit(code)
@@ -168,9 +171,14 @@ def run_self_heal(
     start_and_follow("self_healing", {"environment": env, "max_attempts": max_attempts})
 
 
-def _fail(exc: OrchestratorError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(EXIT_BAD_INPUT if exc.status_code in (404, 409, 422) else EXIT_UNAVAILABLE)
+def refused(exc: OrchestratorError) -> typer.Exit:
+    """Print why the orchestrator refused (it names the field) and the exit code to leave with: 2 for
+    bad input, 5 for a missing or wrong token (with the variable to set), 4 when it is unavailable."""
+    err.print(f"[red]error:[/red] {escape(str(exc))}")
+    if exc.status_code in DENIED_STATUSES:
+        err.print("the orchestrator refused the token: set DEVTOOLS_API_TOKEN to the platform's token")
+        return typer.Exit(EXIT_DENIED)
+    return typer.Exit(EXIT_BAD_INPUT if exc.status_code in BAD_INPUT_STATUSES else EXIT_UNAVAILABLE)
 
 
 def status(run: str | None = typer.Argument(None, help="A run id; without it, the latest runs.")) -> None:
@@ -190,7 +198,7 @@ def status(run: str | None = typer.Argument(None, help="A run id; without it, th
                 return
             found = client.get_run(run)
         except OrchestratorError as exc:
-            raise _fail(exc) from None
+            raise refused(exc) from None
         console.print(f"run {found['id']}: [bold]{found['workflow']}[/bold] {found['status']}")
         code = conclude(client, found, console) if found["status"] not in ("queued", "running") else EXIT_OK
     raise typer.Exit(code)
@@ -201,7 +209,7 @@ def _decide(run: str, approved: bool, comment: str | None) -> None:
         try:
             client.decide(run, approved, comment)
         except OrchestratorError as exc:
-            raise _fail(exc) from None
+            raise refused(exc) from None
         console.print(f"run {run} {'approved' if approved else 'rejected'}; following it")
         code = conclude(client, follow_run(client, run, console), console)
     raise typer.Exit(code)
@@ -229,7 +237,7 @@ def history(run: str = typer.Argument(..., help="A run id.")) -> None:
         try:
             entries = client.history(run)
         except OrchestratorError as exc:
-            raise _fail(exc) from None
+            raise refused(exc) from None
     table = Table(title=f"checkpoints of run {run}")
     for column in ("step", "checkpoint", "source", "next", "created"):
         table.add_column(column)

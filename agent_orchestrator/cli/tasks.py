@@ -14,8 +14,8 @@ from rich.syntax import Syntax
 
 from agent_orchestrator.api.client import OrchestratorError
 from agent_orchestrator.cli.console import console
-from agent_orchestrator.cli.runs import orchestrator
-from agent_orchestrator.cli.tickets import refused, tasks_table
+from agent_orchestrator.cli.runs import orchestrator, refused
+from agent_orchestrator.cli.tickets import tasks_table
 from agent_orchestrator.tasks import TaskStatus
 
 tasks_app = typer.Typer(help="The tasks of tickets: list, inspect, retry, cancel.", no_args_is_help=True)

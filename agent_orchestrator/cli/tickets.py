@@ -24,27 +24,13 @@ from rich.table import Table
 
 from agent_orchestrator.api.client import OrchestratorClient, OrchestratorError
 from agent_orchestrator.api.run_progress import follow_ticket as follow_ticket_progress
-from agent_orchestrator.cli.console import console, err
-from agent_orchestrator.cli.runs import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    EXIT_WAITING,
-    orchestrator,
-)
+from agent_orchestrator.cli.console import console
+from agent_orchestrator.cli.runs import EXIT_FAILED, EXIT_OK, EXIT_WAITING, orchestrator, refused
 from agent_orchestrator.tickets import Priority, TicketStatus
 
 # What the default phase file's tasks ask for (the registry and the orchestrator come anyway).
 TICKET_AGENTS = ["code-review", "cicd", "documentation", "infrastructure"]
 ticket_app = typer.Typer(help="File tickets and follow them through their phases.", no_args_is_help=True)
-
-
-def refused(exc: OrchestratorError) -> typer.Exit:
-    """Print why the orchestrator refused (it names the field) and the exit code to leave with."""
-    err.print(f"[red]error:[/red] {escape(str(exc))}")
-    bad_input = exc.status_code in (400, 404, 409, 413, 422)
-    return typer.Exit(EXIT_BAD_INPUT if bad_input else EXIT_UNAVAILABLE)
 
 
 def tasks_table(title: str, tasks: list[dict[str, Any]], *, ticket: bool = False) -> Table:

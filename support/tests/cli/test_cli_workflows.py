@@ -30,8 +30,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> SampleRepo:
     return create_sample_repo(tmp_path_factory.mktemp("cli") / "repo", free_port())
 
 
-def devtools(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**platform.env, "DEVTOOLS_ORCHESTRATOR_URL": platform.orchestrator.url, "COLUMNS": "200"}
+def devtools(platform: Platform, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**platform.env, "DEVTOOLS_ORCHESTRATOR_URL": platform.orchestrator.url, "COLUMNS": "200", **extra}
     return subprocess.run(
         [sys.executable, "-m", "agent_orchestrator", *args],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
@@ -92,4 +92,13 @@ def test_bad_input_exits_2_naming_the_field(platform: Platform, repo: SampleRepo
     )
     assert done.returncode == 2 and "input.doc_types" in done.stderr
     unknown = devtools(platform, "status", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 2 and "404" in unknown.stderr
+
+
+def test_a_refused_token_exits_5_saying_which_variable_to_set(platform: Platform, repo: SampleRepo) -> None:
+    wrong = devtools(platform, "reject", "00000000-0000-0000-0000-000000000000", DEVTOOLS_API_TOKEN="not-it")
+    assert wrong.returncode == 5, wrong.stdout + wrong.stderr
+    assert "401" in wrong.stderr and "DEVTOOLS_API_TOKEN" in wrong.stderr
+    # Not "unavailable" (4): the orchestrator answered; and with the right token the same call is bad input.
+    unknown = devtools(platform, "reject", "00000000-0000-0000-0000-000000000000")
     assert unknown.returncode == 2 and "404" in unknown.stderr
