@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # Where workflows may write outside a repository (parallel_docs' output_dir); unset: data_dir.
     output_root: Path | None = None
     api_token: SecretStr | None = None
+    # Tokens that may read the API but not write (a dashboard, an auditor): one token or name=token pairs.
+    api_read_token: SecretStr | None = None
     llm: str = "none"
     # Every Redis key the platform writes starts with this prefix, so several
     # deployments (or test runs) can share one Redis without seeing each other.
@@ -108,6 +110,9 @@ class Settings(BaseSettings):
 
     def api_token_value(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None
+
+    def api_read_token_value(self) -> str | None:
+        return self.api_read_token.get_secret_value() if self.api_read_token else None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -22,8 +22,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from agent_orchestrator.api.auth import reader
 from agent_orchestrator.api.gates import router as gates_router
 from agent_orchestrator.api.runs import router as runs_router
 from agent_orchestrator.api.tasks import router as tasks_router
@@ -62,11 +63,10 @@ def create_orchestrator_app(
     app: FastAPI = service.app
     app.state.settings = settings
     app.state.agent_service = service
-    app.include_router(runs_router)
-    app.include_router(tickets_router)
-    app.include_router(tasks_router)
-    app.include_router(gates_router)
-    app.include_router(ticket_context_router)
+    # Reads need a token as much as writes do (run inputs and reports are not public).
+    readers = [Depends(reader)]
+    for router in (runs_router, tickets_router, tasks_router, gates_router, ticket_context_router):
+        app.include_router(router, dependencies=readers)
     agent_lifespan = app.router.lifespan_context
     options = worker_options or WorkerOptions()
 

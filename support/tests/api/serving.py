@@ -18,6 +18,14 @@ from shared.agents import AgentServiceSettings
 from shared.config import load_settings
 
 TOKENS = "alice=tok-alice,bob=tok-bob"
+READ_TOKENS = "viewer=tok-viewer"
+
+
+async def _read_with_the_viewer_token(request: httpx.Request) -> None:
+    """Reads need a token too: the tests' reads carry the read-only one unless they say otherwise;
+    writes carry what each test gives (none: the 401 the write tests look for)."""
+    if request.method == "GET" and "authorization" not in request.headers:
+        request.headers["Authorization"] = "Bearer tok-viewer"
 
 
 @asynccontextmanager
@@ -31,6 +39,7 @@ async def serving(
         redis_prefix=redis_prefix,
         data_dir=data_dir,
         api_token=TOKENS,
+        api_read_token=READ_TOKENS,
     )
     # A socket that listens before uvicorn starts: connections queue in its backlog, so the
     # first request simply waits until the app has started and answers it.
@@ -45,7 +54,10 @@ async def serving(
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        hooks = {"request": [_read_with_the_viewer_token]}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, event_hooks=hooks
+        ) as client:
             ready = await client.get("/health")
             assert ready.status_code == 200 and ready.json()["status"] == "healthy", ready.text
             yield client, app

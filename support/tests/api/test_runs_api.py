@@ -77,6 +77,26 @@ async def test_bad_requests_are_4xx_naming_the_problem(api: Api) -> None:
     assert (await c.get("/runs", params={"status": "sleeping"})).status_code == 422
 
 
+async def test_reads_need_a_token_and_a_read_token_cannot_write(api: Api) -> None:
+    run = await api.create("toy_deploy", {"label": "secret input"})
+    reads = ["/runs", "/approvals", f"/runs/{run['id']}", f"/runs/{run['id']}/history?values=true",
+             f"/runs/{run['id']}/events?follow=false", "/api/v1/tickets", "/api/v1/tasks"]  # fmt: skip
+    async with httpx.AsyncClient(base_url=api.client.base_url, timeout=30) as bare:
+        for path in reads:
+            anonymous = await bare.get(path)
+            assert anonymous.status_code == 401 and "secret input" not in anonymous.text, path
+            guessed = await bare.get(path, headers={"Authorization": "Bearer guess"})
+            assert guessed.status_code == 401, path
+            assert (
+                await bare.get(path, headers={"Authorization": "Bearer tok-viewer"})
+            ).status_code == 200, path
+            assert (await bare.get(path, headers=ALICE)).status_code == 200, path  # a write token reads too
+        viewer = {"Authorization": "Bearer tok-viewer"}
+        refused = await bare.post(f"/runs/{run['id']}/cancel", headers=viewer)
+        assert refused.status_code == 403 and "may only read" in refused.json()["error"]
+        assert (await bare.get("/health")).status_code == 200  # health stays open
+
+
 async def test_run_succeeds_and_is_listed(api: Api) -> None:
     run = await api.create("toy_deploy", {"label": "listed"})
     assert run["status"] == "queued" and run["created_by"] == "alice"
