@@ -78,6 +78,10 @@ class RegistryState:
     def is_platform(self, token: str | None) -> bool:
         return tokens_equal(token, self.platform_token)
 
+    def is_admin(self, token: str | None) -> bool:
+        admin = self.reg.admin_token.get_secret_value() if self.reg.admin_token else None
+        return tokens_equal(token, admin)
+
 
 async def _start_bus(settings: Settings) -> Any | None:
     try:
@@ -159,14 +163,25 @@ def create_app(settings: Settings, reg: RegistrySettings | None = None) -> FastA
 
 
 async def _authorize_agent(request: Request, state: RegistryState, agent_id: str) -> None:
-    """The agent's own token (or the platform token) may write its record: 401 / 403 / 404 otherwise."""
+    """The agent's own token (or the admin token) may write its record: 401 / 403 / 404 otherwise. The
+    platform token, which every agent process holds, registers agents but changes no one's record."""
     token = require_bearer(request)
+    if state.is_admin(token):
+        if await state.require_store().token_hash(agent_id) is None:
+            raise HTTPException(404, f"unknown agent {agent_id!r}: register it first")
+        return
     store = state.require_store()
     stored = await store.token_hash(agent_id)
     if stored is None:
         raise HTTPException(404, f"unknown agent {agent_id!r}: register it first")
-    if state.is_platform(token) or hash_token(token) == stored:
+    if hash_token(token) == stored:
         return
+    if state.is_platform(token):
+        raise HTTPException(
+            403,
+            f"the platform token does not change agent {agent_id!r}'s record: use that agent's own token "
+            "or the registry's admin token (DEVTOOLS_REGISTRY_ADMIN_TOKEN)",
+        )
     owner = await store.owner_of_token(token)
     if owner is not None:
         raise HTTPException(403, f"this token belongs to agent {owner!r}, not {agent_id!r}")

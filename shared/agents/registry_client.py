@@ -79,6 +79,9 @@ class RegistryClient:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self.registrations = 0  # how many times this client (re-)registered
+        # Whether the registry takes our record as ours: registered, and our last heartbeat was not
+        # refused (a registry we cannot reach leaves it as it was: we do not know better).
+        self.accepted = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> RegistryClient:
@@ -114,6 +117,7 @@ class RegistryClient:
         data = response.json()
         self._registration = registration
         self._agent_token = data["token"]
+        self.accepted = True
         self._seq = 0
         self.registrations += 1
         log.info("registered with the registry", extra={"agent_id": registration.agent_id})
@@ -133,11 +137,21 @@ class RegistryClient:
         response = await self._call(
             "POST", f"/agents/{reg.agent_id}/heartbeat", token=self._agent_token, json=body
         )
-        if response.status_code == 404 and _retry:
-            log.warning("registry does not know this agent: re-registering", extra={"agent_id": reg.agent_id})
-            await self.register(reg)
+        if response.status_code in (401, 403, 404) and _retry:
+            # Forgotten (404), or our token no longer opens our record (someone re-registered it): the
+            # record is ours to take back with the platform token, and the new token replaces theirs.
+            why = "does not know this agent" if response.status_code == 404 else "refused this agent's token"
+            log.warning(f"registry {why}: re-registering", extra={"agent_id": reg.agent_id})
+            try:
+                await self.register(reg)
+            except RegistryError:
+                self.accepted = False
+                raise
             return await self.heartbeat(status, active_requests, _retry=False)
+        if response.status_code in (401, 403, 404):
+            self.accepted = False
         self._raise_for(response)
+        self.accepted = True
         return dict(response.json())
 
     def start_heartbeats(self, status_provider: StatusProvider, interval: float | None = None) -> None:

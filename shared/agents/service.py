@@ -351,7 +351,7 @@ class AgentService:
             # Bus requests received and waiting for a slot held by HTTP requests.
             "queued_requests": self.slots.waiting,
             "capacity": self.agent.capacity,
-            "registered": self.registered,
+            "registered": self.registered and self.registry is not None and self.registry.accepted,
             "request_types": self.agent.supported_types,
             "capabilities": self.agent.capability_names,
             **extra,

@@ -21,6 +21,8 @@ from shared.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_TOKEN = "test-platform-token"
+# The registry's admin token: changes any agent's record (the platform token changes none).
+REGISTRY_ADMIN_TOKEN = "test-registry-admin-token"
 # What a caller of an agent's POST /agent-request presents (the platform token).
 AGENT_AUTH = {"Authorization": f"Bearer {PLATFORM_TOKEN}"}
 
@@ -95,6 +97,7 @@ def registry_env(service_env: dict[str, str], port: int, **extra: str) -> dict[s
     return {
         **service_env,
         "DEVTOOLS_API_TOKEN": PLATFORM_TOKEN,
+        "DEVTOOLS_REGISTRY_ADMIN_TOKEN": REGISTRY_ADMIN_TOKEN,
         "DEVTOOLS_REGISTRY_PORT": str(port),
         "DEVTOOLS_REGISTRY_URL": f"http://127.0.0.1:{port}",
         "DEVTOOLS_REGISTRY_SWEEP_INTERVAL_SECONDS": "0.2",

@@ -16,6 +16,7 @@ from services.infrastructure.env_state import EnvironmentDir
 from support.bench.processes import (
     AGENT_AUTH,
     PLATFORM_TOKEN,
+    REGISTRY_ADMIN_TOKEN,
     REPO_ROOT,
     ServiceProcess,
     free_port,
@@ -27,9 +28,14 @@ from support.bench.processes import (
     wait_until,
 )
 
+# What an operator presents to change any agent's registry record.
+ADMIN_AUTH = {"Authorization": f"Bearer {REGISTRY_ADMIN_TOKEN}"}
+
 __all__ = [
+    "ADMIN_AUTH",
     "AGENT_AUTH",
     "PLATFORM_TOKEN",
+    "REGISTRY_ADMIN_TOKEN",
     "REPO_ROOT",
     "ServiceProcess",
     "agent_request_body",

@@ -15,7 +15,7 @@ import pytest
 
 from shared.agents import AgentRegistration, RegistryClient
 from shared.bus import EventBus, InterAgentEvent
-from support.tests.agents.processes import PLATFORM_TOKEN, ServiceProcess, registry_record
+from support.tests.agents.processes import ADMIN_AUTH, PLATFORM_TOKEN, ServiceProcess, registry_record
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {PLATFORM_TOKEN}"}
@@ -91,7 +91,7 @@ async def _register(registry: ServiceProcess, agent_id: str, caps: list[str]) ->
 
 async def _delete(registry: ServiceProcess, agent_id: str) -> None:
     async with httpx.AsyncClient() as http:
-        response = await http.delete(f"{registry.url}/agents/{agent_id}", headers=AUTH)
+        response = await http.delete(f"{registry.url}/agents/{agent_id}", headers=ADMIN_AUTH)
     assert response.status_code == 200, response.text
 
 
@@ -129,6 +129,37 @@ async def test_heartbeat_loop_reregisters_when_the_registry_forgot_the_agent(
     assert await client.deregister() is True
     await events.wait_for(agent_id, "deregistered", count=2)
     assert registry_record(registry, agent_id) is None
+
+
+async def test_an_agent_whose_record_was_taken_over_takes_it_back(
+    registry: ServiceProcess, client: RegistryClient, events: RegistryEventLog
+) -> None:
+    agent_id = _id("owned")
+    registration = _registration(agent_id, ["owning"], heartbeat_interval_seconds=0.2)
+    await client.register(registration)
+    await events.wait_for(agent_id, "registered")
+    beats: asyncio.Queue[bool] = asyncio.Queue()
+
+    def status() -> tuple[str, int]:
+        beats.put_nowait(client.accepted)
+        return "idle", 0
+
+    client.start_heartbeats(status)
+    # Someone with the platform token re-registers the record (same address): the agent's token stops
+    # opening it, so its next heartbeat is refused (401), and it registers again, taking it back.
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{registry.url}/register", json=registration.body(), headers=AUTH)
+    assert response.status_code == 200
+    intruder = response.json()["token"]
+    await events.wait_for(agent_id, "registered", count=3)
+    while client.registrations < 2:
+        await asyncio.wait_for(beats.get(), EVENT_DEADLINE_S)
+    assert client.accepted
+    async with httpx.AsyncClient() as http:
+        url = f"{registry.url}/agents/{agent_id}/heartbeat"
+        stale = await http.post(url, json={}, headers={"Authorization": f"Bearer {intruder}"})
+        assert stale.status_code == 401  # the intruder's token no longer opens it
+    assert await client.deregister() is True
 
 
 async def test_search_and_best_fit_answer_from_the_cache_within_its_ttl(

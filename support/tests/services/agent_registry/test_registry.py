@@ -13,7 +13,13 @@ import pytest
 import redis
 
 from services.agent_registry.store import SEARCH_ALL, next_status
-from support.tests.agents.processes import PLATFORM_TOKEN, ServiceProcess, running_registry, wait_until
+from support.tests.agents.processes import (
+    ADMIN_AUTH,
+    PLATFORM_TOKEN,
+    ServiceProcess,
+    running_registry,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 # Module-scoped fixtures: one registry process for this module.
@@ -112,6 +118,11 @@ def test_token_checks(registry: ServiceProcess) -> None:
     assert beat(registry, a, "not-a-real-token").status_code == 401
     assert httpx.delete(f"{registry.url}/agents/{a}", headers=bearer(token_b)).status_code == 403
     assert httpx.delete(f"{registry.url}/agents/{a}").status_code == 401
+    # The platform token, which every agent holds, registers agents but changes no one's record.
+    taken = httpx.delete(f"{registry.url}/agents/{a}", headers=AUTH)
+    assert taken.status_code == 403 and "DEVTOOLS_REGISTRY_ADMIN_TOKEN" in taken.json()["error"]
+    assert beat(registry, a, PLATFORM_TOKEN).status_code == 403
+    assert httpx.get(f"{registry.url}/agents/{a}").status_code == 200
     # Nobody moves a live agent to another base_url without that agent's token.
     hijack = {"agent_id": a, "agent_name": "evil", "base_url": "http://evil.example:80"}
     conflict = httpx.post(f"{registry.url}/register", json=hijack, headers=AUTH)
@@ -121,6 +132,15 @@ def test_token_checks(registry: ServiceProcess) -> None:
     assert httpx.get(f"{registry.url}/agents/{a}").json()["base_url"] == f"http://127.0.0.1:1/{a}"
     moved = httpx.post(f"{registry.url}/register", json=hijack, headers={**AUTH, "X-Agent-Token": token_a})
     assert moved.status_code == 200 and moved.json()["agent"]["base_url"] == "http://evil.example:80"
+
+
+def test_the_admin_token_changes_any_record(registry: ServiceProcess) -> None:
+    agent_id = _id("adm")
+    register(registry, agent_id, ["x"])
+    assert beat(registry, agent_id, ADMIN_AUTH["Authorization"].split()[1], status="busy").status_code == 200
+    gone = httpx.delete(f"{registry.url}/agents/{agent_id}", headers=ADMIN_AUTH)
+    assert gone.status_code == 200 and httpx.get(f"{registry.url}/agents/{agent_id}").status_code == 404
+    assert httpx.delete(f"{registry.url}/agents/{agent_id}", headers=ADMIN_AUTH).status_code == 404
 
 
 def test_deregistration(registry: ServiceProcess) -> None:

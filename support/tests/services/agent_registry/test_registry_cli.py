@@ -22,6 +22,7 @@ from agent_orchestrator.stack import (
 from shared.backends import Backends
 from shared.config import load_settings
 from support.tests.agents.processes import (
+    ADMIN_AUTH,
     PLATFORM_TOKEN,
     REPO_ROOT,
     ServiceProcess,
@@ -184,7 +185,7 @@ def test_up_does_not_count_a_leftover_record_as_registered(
         assert svc.registered and svc.ready
     finally:
         agent.terminate()
-        httpx.delete(f"{registry.url}/agents/echo", headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"})
+        httpx.delete(f"{registry.url}/agents/echo", headers=ADMIN_AUTH)
 
 
 def test_up_counts_an_agent_registered_by_the_runtime(
