@@ -7,6 +7,9 @@
   later from its last checkpoint.
 - An `error` or `rejected` answer raises `AgentCallFailed` with the agent's message: it is
   the agent's verdict on this request, so retrying the same request would not help.
+- A call whose step is cancelled (the run was cancelled, the step's timeout passed) cancels its
+  request: the agent serving it stops the work, kills the commands it started and frees the slot
+  (shared/bus/cancels.py).
 
 The bus, the lock manager and the settings the nodes use come from `WorkflowResources`:
 the orchestrator service installs its own (its agent runtime's bus); a bare worker process
@@ -148,6 +151,10 @@ async def call_agent(
     started = time.monotonic()
     try:
         response: AgentResponseEvent = await bus.request_agent(event, timeout=timeout)
+    except asyncio.CancelledError:
+        # The run was cancelled or the step timed out: the agent must stop the work too.
+        await asyncio.shield(_cancel_request(bus, event, agent, request_type))
+        raise
     except BusUnavailable as exc:
         AGENT_CALLS.labels(agent, request_type, "bus_unavailable").inc()
         raise TransientAgentError(f"{agent} {request_type}: event bus unavailable: {exc}") from exc
@@ -170,6 +177,18 @@ async def call_agent(
         },
     )
     return response.result or {}
+
+
+async def _cancel_request(bus: EventBus, event: AgentRequestEvent, agent: str, request_type: str) -> None:
+    try:
+        await bus.cancel_request(
+            event.request_id,
+            "the workflow step stopped waiting (run cancelled or step timed out)",
+            event.timeout_seconds,
+        )
+        AGENT_CALLS.labels(agent, request_type, "cancelled").inc()
+    except Exception as exc:  # Redis down: the agent's handler still stops at the request's expiry
+        log.warning("could not cancel the request", extra={"request_id": event.request_id, "error": str(exc)})
 
 
 async def emit_event(kind: InterAgentEventType, payload: dict[str, Any], correlation_id: str) -> None:

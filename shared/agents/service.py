@@ -25,6 +25,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.agents.registry_client import AgentRegistration, RegistryClient, RegistryError
+from shared.agents.running import RunningRequests
 from shared.agents.runtime import (
     AgentDefinition,
     HandlerSpec,
@@ -39,7 +40,7 @@ from shared.agents.runtime import (
 )
 from shared.agents.task_lease import TaskLease, TaskRef, announce_outcome, run_leased, task_error
 from shared.bus import AgentRequestEvent, AgentResponseEvent, ErrorClass
-from shared.cancellation import CancelToken, cancel_scope
+from shared.cancellation import CancelToken
 from shared.config import Settings, SettingsError, load_settings
 from shared.db import open_pool
 from shared.http import create_service_app, require_platform_caller, serve
@@ -88,6 +89,10 @@ class AgentService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._register_task: asyncio.Task[None] | None = None
+        # Requests executing now: a requester's cancel (shared/bus/cancels.py) reaches them here.
+        self.running = RunningRequests(agent.agent_id)
+        self._cancel_watch: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         # Opened on the first dispatched task: renews task leases (see task_lease.py).
         self._task_pool: AsyncConnectionPool | None = None
         self._task_pool_lock = asyncio.Lock()
@@ -136,6 +141,10 @@ class AgentService:
             self._handle_bus_request,
             concurrency=self.agent.capacity,
             on_full=self._status_changed,
+        )
+        self._cancel_watch = asyncio.create_task(
+            self.bus.watch_cancels(self.running.ids, self.running.cancel, self._stopping),
+            name="cancel-watch",
         )
         if self.registry is not None:
             self._register_task = asyncio.create_task(self._register_until_done(), name="register")
@@ -193,6 +202,11 @@ class AgentService:
         self._start_drain()
         assert self._drain_task is not None
         await self._drain_task
+        self._stopping.set()
+        if self._cancel_watch is not None:
+            self._cancel_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cancel_watch
         if self._register_task is not None:
             self._register_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -228,8 +242,9 @@ class AgentService:
         thread is told to stop when it is over: a command it started has its process group killed."""
         token = CancelToken()
         try:
-            with cancel_scope(token):
-                return await self._execute_in_scope(spec, payload, request, via, token)
+            return await self.running.run(
+                request, token, self._execute_in_scope(spec, payload, request, via, token)
+            )
         finally:
             token.cancel("the request is over")
 
@@ -288,6 +303,10 @@ class AgentService:
             payload = parse_payload(spec, request)
         except RequestRejected as rejected:
             return rejection_response(request, self.agent.agent_id, rejected, "bus")
+        if self.bus is not None and (reason := await self.bus.cancel_reason(request.request_id)):
+            # Cancelled while it waited in the stream (or redelivered after a cancel): never started.
+            why = f"cancelled by the requester: {reason}"
+            return task_error(request, self.agent.agent_id, why, "cancelled", ErrorClass.PERMANENT)
         # The consumer bounds bus work only; wait here while HTTP requests hold the remaining slots.
         await self.slots.acquire()
         self._status_changed()

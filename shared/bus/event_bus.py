@@ -10,6 +10,7 @@ events stream trimmed by length (bus_broadcast). See docs/EVENT_PROTOCOL.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from typing import Any, Self
 
 from shared.bus import metrics as bus_metrics
 from shared.bus.broadcast import NEW_EVENTS, Subscription
+from shared.bus.cancels import cancel_reasons, request_cancel, watch_cancels
 from shared.bus.connection import BusOptions, make_client, with_retries
 from shared.bus.consumer import RequestConsumer
 from shared.bus.events import (
@@ -147,6 +149,23 @@ class EventBus:
         sent = event.model_copy(update={"reply_to": self.inbox, "expires_at": expires_at})
         stream = self.keys.request_stream(request_target(sent), sent.priority)
         return await self._router.request(sent, stream, wait)
+
+    async def cancel_request(self, request_id: str, reason: str, ttl_seconds: float) -> None:
+        """Tell whichever agent serves `request_id` to stop (or never to start) it (cancels.py)."""
+        await request_cancel(self._client, self.keys, request_id, reason, ttl_seconds)
+
+    async def cancel_reason(self, request_id: str) -> str | None:
+        """Why `request_id` was cancelled by its requester, or None."""
+        return (await cancel_reasons(self._client, self.keys, [request_id])).get(request_id)
+
+    async def watch_cancels(
+        self,
+        running: Callable[[], list[str]],
+        on_cancel: Callable[[str, str], Awaitable[None] | None],
+        stop: asyncio.Event,
+    ) -> None:
+        """Until `stop`: `on_cancel(request_id, reason)` for each of `running()` that gets cancelled."""
+        await watch_cancels(self._client, self.keys, running, on_cancel, stop)
 
     async def send_request(self, event: AgentRequestEvent) -> str:
         """Enqueue a request without waiting; its reply_to (if any) gets the answer. Returns the entry id."""
