@@ -2,7 +2,8 @@
 
 The command is a user's shell command line, so it may start children (a test runner's
 workers, a dev server). On timeout, or when the current cancel token is set (the agent's task was
-cancelled or timed out: `shared.cancellation`), the whole process group is killed, never just the shell.
+cancelled or timed out: `shared.cancellation`), the whole process group is killed, never just the shell;
+and if the agent itself dies without cleaning up, `shared.reaper` (the group's first process) kills it.
 cicd runs test and build commands with it; infrastructure uses the environment, process-group
 and log helpers for the apps it deploys.
 """
@@ -109,7 +110,8 @@ def run_command(
         log.write(f"$ {command}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            # The reaper takes the group down if this agent dies without cleaning up (SIGKILL).
+            [sys.executable, "-m", "shared.reaper", "/bin/sh", "-c", command],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,

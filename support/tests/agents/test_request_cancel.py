@@ -1,7 +1,8 @@
 """A requester that stops waiting cancels its request on the agent: the echo test agent (a real
 process) runs a command in its own process group; cancelling the request, from the bus or from a
 workflow step that is cancelled, kills that process group, frees the slot and answers `cancelled`.
-A request cancelled before an agent read it is never started."""
+A request cancelled before an agent read it is never started. An agent killed with SIGKILL leaves
+no command running."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from agent_orchestrator.workflows.agent_calls import call_agent, close_resources
 from shared.bus import AgentRequestEvent, EventBus, ResponseStatus
 from shared.config import load_settings
 from support.tests.agents.processes import (
+    AGENT_AUTH,
     ServiceProcess,
     agent_request_body,
     registry_record,
@@ -124,3 +126,25 @@ async def test_a_cancelled_workflow_step_cancels_its_agent_call(
             await close_resources()
     await _until(lambda: not _alive(child), "the step's command outlived the cancelled step")
     await _until(lambda: _active(echo) == 0, "the slot was not freed")
+
+
+async def test_an_agent_killed_with_sigkill_leaves_no_command_running(
+    module_env: dict[str, str], registry: ServiceProcess, log_dir: Path, redis_url: str, tmp_path: Path
+) -> None:
+    victim = start_echo_agent(module_env, registry, log_dir, replica="victim")
+    pid_file = tmp_path / "orphan.pid"
+    try:
+        wait_until(lambda: registry_record(registry, "echo.victim"), what="victim registered")
+        body = {**request("RUN", _long_command(pid_file)), "timeout_seconds": 900}
+        sent = asyncio.create_task(
+            asyncio.to_thread(
+                httpx.post, f"{victim.url}/agent-request", json=body, headers=AGENT_AUTH, timeout=900
+            )
+        )
+        child = await _child_started(pid_file)
+        victim.kill()  # SIGKILL: no drain, no cleanup
+        with pytest.raises(httpx.HTTPError):
+            await sent
+    finally:
+        victim.kill()
+    await _until(lambda: not _alive(child), "the command outlived its SIGKILLed agent")
