@@ -10,7 +10,10 @@ from psycopg_pool import AsyncConnectionPool
 async def open_pool(
     database_url: str, *, min_size: int = 1, max_size: int = 10, name: str = "devtools"
 ) -> AsyncConnectionPool:
-    """An opened async pool of autocommit connections: every stored-procedure call is its own transaction."""
+    """An opened async pool of autocommit connections: every stored-procedure call is its own transaction.
+
+    Each connection is checked as it is handed out (an empty query): one the server dropped (a restart,
+    `pg_terminate_backend`) is replaced by a fresh one instead of failing the caller's operation."""
     pool = AsyncConnectionPool(
         database_url,
         min_size=min_size,
@@ -18,6 +21,7 @@ async def open_pool(
         kwargs={"autocommit": True, "application_name": name, "row_factory": dict_row},
         open=False,
         name=name,
+        check=AsyncConnectionPool.check_connection,
     )
     await pool.open(wait=True, timeout=30)
     return pool

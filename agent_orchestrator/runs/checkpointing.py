@@ -52,6 +52,7 @@ async def open_checkpoint_pool(
         kwargs=saver_connection_kwargs(name),
         open=False,
         name=name,
+        check=AsyncConnectionPool.check_connection,  # a dropped connection is replaced, not used
     )
     await pool.open(wait=True, timeout=30)
     return pool

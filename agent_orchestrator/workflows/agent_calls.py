@@ -6,7 +6,9 @@
   the error reaches the run worker, which (it is a `TransientRunError`) retries the run
   later from its last checkpoint.
 - An `error` or `rejected` answer raises `AgentCallFailed` with the agent's message: it is
-  the agent's verdict on this request, so retrying the same request would not help.
+  the agent's verdict on this request, so retrying the same request would not help; except an error
+  the agent classified retryable (`unavailable`: the database it checks fencing tokens against is
+  unreachable; `rate_limited`, ...), which raises `TransientAgentError` like a timeout.
 - A call whose step is cancelled (the run was cancelled, the step's timeout passed) cancels its
   request: the agent serving it stops the work, kills the commands it started and frees the slot
   (shared/bus/cancels.py).
@@ -32,6 +34,7 @@ from shared.bus import (
     AgentRequestEvent,
     AgentResponseEvent,
     BusUnavailable,
+    ErrorClass,
     EventBus,
     InterAgentEvent,
     InterAgentEventType,
@@ -165,6 +168,10 @@ async def call_agent(
         raise TransientAgentError(
             f"{agent} {request_type}: no answer within {timeout:g}s ({response.error or 'timeout'})"
         )
+    if response.status is ResponseStatus.ERROR and _worth_retrying(response):
+        raise TransientAgentError(
+            f"{agent} {request_type}: {response.error_code}: {response.error or 'retryable error'}"
+        )
     if response.status in (ResponseStatus.ERROR, ResponseStatus.REJECTED):
         raise AgentCallFailed(agent, request_type, response.status.value, response.error or "no message")
     log.info(
@@ -177,6 +184,12 @@ async def call_agent(
         },
     )
     return response.result or {}
+
+
+def _worth_retrying(response: AgentResponseEvent) -> bool:
+    """An error the agent declared retryable (a dependency unreachable, a rate limit), as opposed to
+    its verdict on the request or a crash nobody classified (`internal`), which retrying would repeat."""
+    return response.error_class is ErrorClass.RETRYABLE and response.error_code not in (None, "internal")
 
 
 async def _cancel_request(bus: EventBus, event: AgentRequestEvent, agent: str, request_type: str) -> None:

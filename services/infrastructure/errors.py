@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.bus import RetryableAgentError
+
 
 class InfrastructureError(ValueError):
     """A request the infrastructure agent cannot carry out as asked."""
@@ -43,5 +45,8 @@ class EnvironmentLockedError(InfrastructureError):
     """A request without a fencing token, while someone else holds the environment's `env:<env>` lock."""
 
 
-class FencingUnavailableError(InfrastructureError):
-    """The lock table could not be asked whether a fencing token is current: nothing is changed."""
+class FencingUnavailableError(RetryableAgentError):
+    """The lock table could not be asked whether a fencing token is current: nothing is changed, so the
+    request is worth sending again once the database answers (a retryable `unavailable` error)."""
+
+    code = "unavailable"

@@ -1,8 +1,10 @@
-"""A requester that stops waiting cancels its request on the agent: the echo test agent (a real
-process) runs a command in its own process group; cancelling the request, from the bus or from a
-workflow step that is cancelled, kills that process group, frees the slot and answers `cancelled`.
-A request cancelled before an agent read it is never started. An agent killed with SIGKILL leaves
-no command running."""
+"""A workflow step's calls to an agent, through the echo test agent (a real process).
+
+A requester that stops waiting cancels its request on the agent: the agent runs a command in its own
+process group; cancelling the request, from the bus or from a workflow step that is cancelled, kills
+that process group, frees the slot and answers `cancelled`. A request cancelled before an agent read
+it is never started. An agent killed with SIGKILL leaves no command running. An error the agent
+declares retryable makes the step try again (TransientAgentError); its verdict or a crash does not."""
 
 from __future__ import annotations
 
@@ -16,8 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent_orchestrator.workflows.agent_calls import call_agent, close_resources, install_resources
-from shared.bus import AgentRequestEvent, EventBus, ResponseStatus
+from agent_orchestrator.workflows.agent_calls import (
+    AgentCallFailed,
+    TransientAgentError,
+    call_agent,
+    close_resources,
+    install_resources,
+)
+from services.infrastructure.errors import FencingUnavailableError
+from shared.bus import AgentRequestEvent, ErrorClass, EventBus, ResponseStatus, classify
 from shared.config import load_settings
 from support.tests.agents.processes import (
     AGENT_AUTH,
@@ -148,3 +157,23 @@ async def test_an_agent_killed_with_sigkill_leaves_no_command_running(
     finally:
         victim.kill()
     await _until(lambda: not _alive(child), "the command outlived its SIGKILLed agent")
+
+
+async def test_a_retryable_error_is_tried_again_and_a_verdict_or_a_crash_is_not(
+    echo: ServiceProcess, redis_url: str, module_prefix: str, tmp_path: Path
+) -> None:
+    settings = load_settings(redis_url=redis_url, redis_prefix=module_prefix, data_dir=tmp_path / "data")
+    async with EventBus(redis_url, module_prefix, agent_id="orchestrator") as bus:
+        install_resources(settings, bus)
+        try:
+            with pytest.raises(TransientAgentError, match="rate_limited"):
+                await call_agent("echo", "FAIL", {"kind": "retryable"}, timeout=30)
+            with pytest.raises(AgentCallFailed, match="asked to fail"):
+                await call_agent("echo", "FAIL", {"kind": "permanent"}, timeout=30)
+            with pytest.raises(AgentCallFailed, match="asked to fail"):
+                await call_agent("echo", "FAIL", {"kind": "crash"}, timeout=30)  # `internal`: not retried
+        finally:
+            await close_resources()
+    # The infrastructure agent's "the lock table is unreachable" is such a retryable error.
+    info = classify(FencingUnavailableError("the lock table is unreachable"))
+    assert (info.code, info.error_class) == ("unavailable", ErrorClass.RETRYABLE)
