@@ -8,8 +8,10 @@
 - deploy holds `repo:<name>` then `env:<env>` (always in that order, so two runs never
   deadlock) and hands the env lock's fencing token to the infrastructure agent; the
   DEPLOY_SERVICE call is recorded with `run_once`, so a resumed or replayed run never
-  deploys twice.
-- verify checks health; an unhealthy release is rolled back (under the env lock again).
+  deploys twice (and the infrastructure agent answers a deploy of the commit already live
+  and healthy without touching it). Still holding the env lock, deploy checks the new
+  release's health and rolls an unhealthy one back, so no other deploy lands in between.
+- verify reports what that check found.
 - conclude fails the run with the reason unless the release is live and healthy; the
   Markdown report is in the state either way.
 """
@@ -233,6 +235,10 @@ async def deploy(state: PRDeploymentState) -> dict[str, Any]:
             )
         except AgentCallFailed as exc:
             result = {"status": "error", "message": exc.message, "failure_reason": exc.message}
+        if result.get("status") == "deployed":
+            # Verified (and rolled back if need be) before the environment's lock is let go: no other
+            # deploy can land between this release and its verification.
+            result = {**result, "verification": await _verify_release(state, result, env_lease.fencing_token)}
     for resource, lock in held.items():
         await emit_event(
             InterAgentEventType.RESOURCE_UNLOCKED, {"resource": resource, "owner": lock["owner"]}, run_id
@@ -249,7 +255,11 @@ def after_deploy(state: PRDeploymentState) -> str:
     return "verify" if state.get("deploy", {}).get("status") == "deployed" else "report"
 
 
-async def verify(state: PRDeploymentState) -> dict[str, Any]:
+async def _verify_release(
+    state: PRDeploymentState, deployed: dict[str, Any], fencing_token: int
+) -> dict[str, Any]:
+    """Is the new release what serves healthily now? If not, put the previous one back (with the
+    environment's lock the deploy holds). The `verify` node reports what this found."""
     env, run_id = state["environment"], state["task_id"]
     try:
         health = await call_agent(
@@ -258,33 +268,31 @@ async def verify(state: PRDeploymentState) -> dict[str, Any]:
     except AgentCallFailed as exc:
         # No healthy answer is no proof the release works: treat it as unhealthy and roll back.
         health = {"healthy": False, "status": "unknown", "reason": f"health check failed: {exc.message}"}
-    released = state["deploy"].get("release_id")
-    if health.get("healthy") and health.get("release_id") == released:
-        return {
-            "verify": {"healthy": True, "health": health},
-            **step_record("infrastructure", "verify", "healthy"),
-        }
-    # The new release is not what serves healthily now: put the previous one back.
-    locks = await workflow_resources().lock_manager(current_run().pool.conninfo)
-    async with run_lock(
-        locks, f"env:{env}", ttl=LOCK_TTL_SECONDS, wait_timeout=state["lock_wait_seconds"], reason="rollback"
-    ) as lease:
-        try:
-            rollback = await run_once(
-                f"rollback:{env}",
-                lambda: call_agent(
-                    "infrastructure",
-                    "ROLLBACK",
-                    {"environment": env, "fencing_token": lease.fencing_token},
-                    timeout=state["deploy_timeout_seconds"],
-                    correlation_id=run_id,
-                ),
-            )
-        except AgentCallFailed as exc:
-            rollback = {"status": "failed", "message": exc.message}
+    if health.get("healthy") and health.get("release_id") == deployed.get("release_id"):
+        return {"healthy": True, "health": health}
+    try:
+        rollback = await run_once(
+            f"rollback:{env}",
+            lambda: call_agent(
+                "infrastructure",
+                "ROLLBACK",
+                {"environment": env, "fencing_token": fencing_token},
+                timeout=state["deploy_timeout_seconds"],
+                correlation_id=run_id,
+            ),
+        )
+    except AgentCallFailed as exc:
+        rollback = {"status": "failed", "message": exc.message}
     reason = health.get("reason") or f"release {health.get('release_id')} is {health.get('status')}"
-    result = {"healthy": False, "health": health, "reason": reason, "rollback": rollback}
-    return {"verify": result, **step_record("infrastructure", "verify", "unhealthy", reason)}
+    return {"healthy": False, "health": health, "reason": reason, "rollback": rollback}
+
+
+async def verify(state: PRDeploymentState) -> dict[str, Any]:
+    """Report the verification the deploy step made under the environment's lock."""
+    result = state["deploy"].get("verification") or {"healthy": False, "reason": "not verified"}
+    if result.get("healthy"):
+        return {"verify": result, **step_record("infrastructure", "verify", "healthy")}
+    return {"verify": result, **step_record("infrastructure", "verify", "unhealthy", result.get("reason"))}
 
 
 def outcome(state: PRDeploymentState) -> tuple[str, bool, str]:
@@ -342,7 +350,7 @@ def build_pr_deployment_graph() -> StateGraph:
     graph.add_node("test", test, retry_policy=AGENT_RETRY)
     graph.add_node("approval", approval)
     graph.add_node("deploy", deploy)  # no in-step retry: a timed-out deploy may still be running
-    graph.add_node("verify", verify, retry_policy=AGENT_RETRY)
+    graph.add_node("verify", verify)  # reads what deploy checked: no agent call of its own
     graph.add_node("report", report)
     graph.add_node("conclude", conclude)
     graph.add_edge(START, "code_review")

@@ -77,3 +77,5 @@ class DeployResult(BaseModel):
     failure_reason: str | None = None
     health: HealthReport | None = None
     duration_seconds: float
+    # True when the commit (or artifact) was already live and healthy: nothing was stopped or started.
+    unchanged: bool = False

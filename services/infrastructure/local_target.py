@@ -44,6 +44,7 @@ from services.infrastructure.supervisor import (
     stop_app,
     supervisor_status,
 )
+from shared.git import GitError, resolve_ref
 from shared.process import clean_environment
 from shared.project import ProjectConfigError, load_project_config
 
@@ -201,6 +202,10 @@ class LocalTarget(DeployTarget):
             state = env.load()
             self._fence(env, state, payload.fencing_token)
             env.releases.mkdir(parents=True, exist_ok=True)
+            self._remove_dead_attempts(env, state)
+            live = self._already_live(env, state, payload)
+            if live is not None:
+                return self._unchanged(env, state, live, started)
             info = self._create_release(env, payload)
             previous = state.current_release
             self._stop_running(env, state)
@@ -239,6 +244,63 @@ class LocalTarget(DeployTarget):
             failure_reason=reason,
             health=report,
             duration_seconds=round(elapsed, 3),
+        )
+
+    def _remove_dead_attempts(self, env: EnvironmentDir, state: EnvironmentState) -> None:
+        """Folders an attempt left when it died mid-deploy (the environment's lock is ours, so no live
+        attempt is making one): a staging folder, or a release that never went live or was judged."""
+        for folder in env.releases.iterdir():
+            if folder.name.startswith(".staging-"):
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            if folder.name == state.current_release or folder.name in state.history:
+                continue
+            try:
+                outcome = env.release_info(folder.name).outcome
+            except (ReleaseNotFoundError, ValueError):
+                outcome = "pending"  # no (readable) description: it was never finished
+            if outcome == "pending":
+                log.warning("removing a release a dead attempt left", extra={"release": folder.name})
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _already_live(
+        self, env: EnvironmentDir, state: EnvironmentState, payload: DeployServicePayload
+    ) -> ReleaseInfo | None:
+        """The live release when it is what `payload` asks for (same commit or artifact, no other
+        settings) and it serves: deploying it again would only stop and restart it."""
+        if state.current_release is None or state.stopped_by_request:
+            return None
+        info = env.release_info(state.current_release)
+        if payload.repo is not None:
+            try:
+                wanted = {"commit": resolve_ref(payload.repo, payload.ref)}
+            except GitError:
+                return None  # the export below reports the bad ref
+        else:
+            wanted = {"artifact_sha256": str(payload.artifact_sha256)}
+        if any(info.source.get(key) != value for key, value in wanted.items()):
+            return None
+        asked = {"run_command": payload.run_command, "port": payload.port, "health_path": payload.health_path}
+        if any(value is not None and getattr(info, key) != value for key, value in asked.items()):
+            return None
+        return info if self._report(env, state).status == "up" else None
+
+    def _unchanged(
+        self, env: EnvironmentDir, state: EnvironmentState, live: ReleaseInfo, started: float
+    ) -> DeployResult:
+        DEPLOYS.labels(target=self.name, status="unchanged").inc()
+        earlier = [r for r in state.history if r != live.release_id]
+        log.info("deploy: already live", extra={"environment": env.name, "release": live.release_id})
+        return DeployResult(
+            environment=env.name,
+            status="deployed",
+            release_id=live.release_id,
+            active_release=live.release_id,
+            previous_release=earlier[-1] if earlier else None,
+            message=f"release {live.release_id} of this commit is already live and healthy: nothing to do",
+            health=self._report(env, state),
+            duration_seconds=round(time.monotonic() - started, 3),
+            unchanged=True,
         )
 
     def rollback(self, payload: RollbackPayload) -> RollbackResult:

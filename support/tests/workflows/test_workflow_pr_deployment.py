@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,20 @@ def test_clean_pr_is_reviewed_tested_auto_approved_deployed_and_serves(
     report = final["report"]
     for heading in ("## Code review", "## Tests", "## Approval", "## Deploy"):
         assert heading in report
-    kinds = [e.event_type.value for e in platform.bus_events(run["id"])]
+    events = platform.bus_events(run["id"])
+    kinds = [e.event_type.value for e in events]
     assert kinds.count("resource.locked") == 2 and kinds.count("resource.unlocked") == 2
+    # Verified while the environment was still locked: the health check came before the unlock.
+    assert state["deploy"]["verification"]["healthy"] is True
+    assert state["verify"]["health"]["release_id"] == final["release_id"]
+    unlocked = next(e for e in events if e.event_type.value == "resource.unlocked")
+    checked_at = datetime.fromisoformat(state["verify"]["health"]["checked_at"])
+    assert checked_at <= unlocked.created_at
+    # The same commit again is already live and healthy: answered without a second release.
+    again = _run(client, repo, repo.feature, "staging")
+    assert again["status"] == "succeeded", again["error"]
+    assert again["result"]["deploy"]["unchanged"] is True
+    assert platform.releases("staging") == [final["release_id"]]
 
 
 def test_pr_with_a_secret_is_stopped_at_review_and_nothing_is_deployed(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import textwrap
@@ -150,6 +151,50 @@ def test_tiny_app_deploys_and_passes_its_health_check(data_dir: Path, app_repo: 
 
     report = health_check(HealthCheckPayload(environment="staging"), data_dir=data_dir)
     assert (report.status, report.healthy, report.process_alive) == ("up", True, True)
+
+
+def test_deploying_the_live_commit_again_changes_nothing(
+    data_dir: Path, app_repo: GitRepo, port: int
+) -> None:
+    first = deploy(data_dir, app_repo)
+    assert first.status == "deployed" and not first.unchanged
+    env = EnvironmentDir(data_dir, "staging")
+    serving = env.load().process
+    assert serving is not None
+
+    again = deploy(data_dir, app_repo)  # a retried request, a second worker finishing the same run
+
+    assert (again.status, again.unchanged, again.release_id) == ("deployed", True, first.release_id)
+    assert "already live" in again.message
+    assert env.load().process == serving  # not stopped, not restarted
+    assert sorted(p.name for p in env.releases.iterdir()) == [first.release_id]  # no second release
+    assert get(port).text == "v1 greeting="
+    # Another setting asked for is another deploy.
+    changed = deploy(data_dir, app_repo, health_path="/")
+    assert not changed.unchanged and changed.release_id != first.release_id
+
+
+def test_a_dead_attempts_leftovers_are_removed_by_the_next_deploy(
+    data_dir: Path, app_repo: GitRepo, port: int
+) -> None:
+    first = deploy(data_dir, app_repo)
+    env = EnvironmentDir(data_dir, "staging")
+    # What an agent killed mid-deploy leaves: a staging folder, and a release never started or judged.
+    (env.releases / ".staging-new-dead").mkdir()
+    half = env.releases / "20200101T000000-deadbeef-0000"
+    shutil.copytree(env.releases / first.release_id, half)
+    (half / ".release.json").write_text(
+        env.release_info(first.release_id)
+        .model_copy(update={"release_id": half.name, "outcome": "pending"})
+        .model_dump_json()
+    )
+    app_repo.commit("v2", {"app.py": APP.format(version="v2", health_status=200)})
+
+    second = deploy(data_dir, app_repo)
+
+    assert second.status == "deployed"
+    assert sorted(p.name for p in env.releases.iterdir()) == sorted([first.release_id, second.release_id])
+    assert get(port).text == "v2 greeting="
 
 
 def test_release_failing_its_health_check_is_rolled_back(
