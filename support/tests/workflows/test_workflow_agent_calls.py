@@ -229,7 +229,8 @@ async def test_a_health_check_error_at_verify_rolls_back_and_reports(
     assert "state file of 'verify-env' is unreadable" in done.error and "rollback rolled_back" in done.error
     (sent,) = agents.requests("ROLLBACK")
     deploy_token = agents.requests("DEPLOY_SERVICE")[0].payload["fencing_token"]
-    assert sent.payload["environment"] == "verify-env" and sent.payload["fencing_token"] > deploy_token
+    # Rolled back under the lease the deploy took, still held: nobody could deploy in between.
+    assert sent.payload["environment"] == "verify-env" and sent.payload["fencing_token"] == deploy_token
     final = state["final_result"]
     assert (final["outcome"], final["ok"]) == ("verify_failed", False)
     assert "- rollback: rolled_back: release r1 is live again" in final["report"]
