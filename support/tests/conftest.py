@@ -15,6 +15,7 @@ from support.tests import infra
 # Module-scoped fixtures for tests that run services as processes (one registry per module).
 from support.tests.agents.fixtures import (  # noqa: F401
     agent_service,
+    echo,
     log_dir,
     module_env,
     module_prefix,

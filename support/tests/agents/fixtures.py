@@ -1,5 +1,5 @@
 """Module-scoped fixtures: one registry process per test module, on its own DB, prefix and port,
-and `agent_service`, the agent the module is about, as a real registered process."""
+`agent_service`, the agent the module is about, and `echo`, the test agent, as real registered processes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from support.tests.agents.processes import ServiceProcess, running_agent, running_registry
+from support.tests.agents.processes import (
+    ServiceProcess,
+    registry_record,
+    running_agent,
+    running_registry,
+    start_echo_agent,
+    wait_until,
+)
 from support.tests.infra import delete_keyspace
 
 
@@ -46,6 +53,17 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def registry(module_env: dict[str, str], log_dir: Path) -> Iterator[ServiceProcess]:
     with running_registry(module_env, log_dir) as service:
         yield service
+
+
+@pytest.fixture(scope="module")
+def echo(module_env: dict[str, str], registry: ServiceProcess, log_dir: Path) -> Iterator[ServiceProcess]:
+    """The echo test agent (support/tests/agents/echo_agent.py) as a real process, registered."""
+    agent = start_echo_agent(module_env, registry, log_dir)
+    try:
+        wait_until(lambda: registry_record(registry, "echo"), what="echo registered")
+        yield agent
+    finally:
+        agent.terminate()
 
 
 @pytest.fixture(scope="module")

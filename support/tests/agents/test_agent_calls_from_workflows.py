@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -41,16 +40,6 @@ pytestmark = pytest.mark.integration
 
 request = partial(agent_request_body, "echo")
 DEADLINE_SECONDS = 30.0
-
-
-@pytest.fixture(scope="module")
-def echo(module_env: dict[str, str], registry: ServiceProcess, log_dir: Path) -> Iterator[ServiceProcess]:
-    agent = start_echo_agent(module_env, registry, log_dir)
-    try:
-        wait_until(lambda: registry_record(registry, "echo"), what="echo registered")
-        yield agent
-    finally:
-        agent.terminate()
 
 
 def _long_command(pid_file: Path) -> dict[str, object]:

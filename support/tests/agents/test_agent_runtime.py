@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,21 +18,10 @@ from support.tests.agents.processes import (
     ServiceProcess,
     agent_request_body,
     registry_record,
-    start_echo_agent,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def echo(module_env: dict[str, str], registry: ServiceProcess, log_dir: Path) -> Iterator[ServiceProcess]:
-    agent = start_echo_agent(module_env, registry, log_dir)
-    try:
-        wait_until(lambda: registry_record(registry, "echo"), what="echo registered")
-        yield agent
-    finally:
-        agent.terminate()
 
 
 request = partial(agent_request_body, "echo")

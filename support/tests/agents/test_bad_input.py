@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,24 +14,11 @@ from support.tests.agents.processes import (
     AGENT_AUTH,
     PLATFORM_TOKEN,
     ServiceProcess,
-    registry_record,
-    start_echo_agent,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {PLATFORM_TOKEN}"}
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def echo(module_env: dict[str, str], registry: ServiceProcess, log_dir: Path) -> Iterator[ServiceProcess]:
-    agent = start_echo_agent(module_env, registry, log_dir)
-    try:
-        wait_until(lambda: registry_record(registry, "echo"), what="echo registered")
-        yield agent
-    finally:
-        agent.terminate()
 
 
 @pytest.fixture(scope="module")

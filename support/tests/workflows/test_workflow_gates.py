@@ -6,7 +6,7 @@ one whose tests cover it passes. The phase file is the test's own (DEVTOOLS_PHAS
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,7 +19,6 @@ from agent_orchestrator.demo.sample_repo import create_sample_repo
 from agent_orchestrator.runs.queue import RunQueue
 from agent_orchestrator.tickets import RepoRef, TicketCreate, TicketStatus, TicketStore, open_ticket
 from agent_orchestrator.tickets.gates import GateStore
-from shared.db import open_pool
 from shared.git import run_git
 from support.tests.agents.processes import free_port
 from support.tests.workflows.flagship_platform import Platform, running_platform
@@ -76,13 +75,6 @@ def phases_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def platform(module_env: dict[str, str], log_dir: Path, phases_dir: Path) -> Iterator[Platform]:
     with running_platform(module_env, log_dir, ["cicd"], DEVTOOLS_PHASES_DIR=str(phases_dir)) as running:
         yield running
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    pool = await open_pool(database_url, min_size=1, max_size=4, name="gate-tests")
-    yield pool
-    await pool.close()
 
 
 def follow(platform: Platform, ticket_id: UUID) -> dict[str, Any]:

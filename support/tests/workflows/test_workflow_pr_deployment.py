@@ -17,9 +17,7 @@ from agent_orchestrator.demo.sample_repo import (
     SampleRepo,
     add_failing_test_branch,
     add_secret_branch,
-    create_sample_repo,
 )
-from support.tests.agents.processes import free_port
 from support.tests.workflows.flagship_platform import Platform, running_platform
 from support.tests.workflows.flaky_app import GREETING, commit_flaky_app
 
@@ -36,12 +34,6 @@ def platform(module_env: dict[str, str], log_dir: Path) -> Iterator[Platform]:
 def client(platform: Platform) -> Iterator[OrchestratorClient]:
     with platform.client() as c:
         yield c
-
-
-@pytest.fixture
-def sample(tmp_path: Path) -> Callable[[], SampleRepo]:
-    count = iter(range(100))
-    return lambda: create_sample_repo(tmp_path / f"repo{next(count)}", free_port())
 
 
 def _run(client: OrchestratorClient, repo: SampleRepo, head: str, env: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from agent_orchestrator.demo.sample_repo import SampleRepo, add_failing_test_branch, create_sample_repo
+from agent_orchestrator.demo.sample_repo import SampleRepo, add_failing_test_branch
 from agent_orchestrator.runs.queue import RunQueue
 from agent_orchestrator.tasks import TaskStatus, TaskStore
 from agent_orchestrator.tickets import (
@@ -29,8 +29,6 @@ from agent_orchestrator.tickets import (
 from agent_orchestrator.tickets.gates import GateStore
 from agent_orchestrator.tickets.lifecycle import open_ticket
 from shared.bus import InterAgentEventType
-from shared.db import open_pool
-from support.tests.agents.processes import free_port
 from support.tests.workflows.flagship_platform import Platform, running_platform
 
 pytestmark = pytest.mark.integration
@@ -43,19 +41,6 @@ def platform(module_env: dict[str, str], log_dir: Path) -> Iterator[Platform]:
     agents = ["documentation", "code-review", "cicd", "infrastructure"]
     with running_platform(module_env, log_dir, agents) as running:
         yield running
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    pool = await open_pool(database_url, min_size=1, max_size=4, name="ticket-tests")
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-def sample(tmp_path: Path) -> Callable[[], SampleRepo]:
-    count = iter(range(100))
-    return lambda: create_sample_repo(tmp_path / f"repo{next(count)}", free_port())
 
 
 def follow(platform: Platform, ticket_id: UUID, *, approve: bool | None = True) -> dict[str, Any]:

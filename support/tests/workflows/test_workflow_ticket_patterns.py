@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -17,13 +17,11 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from agent_orchestrator.coordination import PATTERNS_DIR
-from agent_orchestrator.demo.sample_repo import SampleRepo, create_sample_repo
+from agent_orchestrator.demo.sample_repo import SampleRepo
 from agent_orchestrator.tasks import TaskStatus, TaskStore
 from agent_orchestrator.tickets import PHASES_DIR, TicketStatus, TicketStore
 from shared.bus import InterAgentEventType
-from shared.db import open_pool
 from shared.git import run_git
-from support.tests.agents.processes import free_port
 from support.tests.workflows.flagship_platform import Platform, running_platform
 
 pytestmark = pytest.mark.integration
@@ -108,19 +106,6 @@ def platform(module_env: dict[str, str], log_dir: Path, folders: tuple[Path, Pat
         DEVTOOLS_PATTERNS_DIR=str(patterns),
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    pool = await open_pool(database_url, min_size=1, max_size=4, name="ticket-pattern-tests")
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-def sample(tmp_path: Path) -> Callable[[], SampleRepo]:
-    count = iter(range(100))
-    return lambda: create_sample_repo(tmp_path / f"repo{next(count)}", free_port())
 
 
 @pytest.fixture
