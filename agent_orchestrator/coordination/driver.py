@@ -197,7 +197,7 @@ def _carry_out(
             step.cancel.extend(joined.cancel)
             run.tolerated.extend([*joined.unsuccessful, *(joined.unfinished if joined.cancel else [])])
         else:
-            run.failed[action.key] = joined.reason
+            _fail(step, action, joined.reason)
         return True
     if isinstance(action, SyncAction):
         fresh = action.key not in run.started  # kept: a re-executed node must not move the deadline
@@ -213,7 +213,7 @@ def _carry_out(
         if synced.proceed:
             run.done.append(action.key)
         else:
-            run.failed[action.key] = synced.reason
+            _fail(step, action, synced.reason)
         return True
     assert isinstance(action, MergeAction)
     if not all(m.status.final for m in members):
@@ -234,7 +234,7 @@ def _carry_out(
     if merged.decided:
         run.done.append(action.key)
     else:
-        run.failed[action.key] = "a tie no tie-breaker decides"
+        _fail(step, action, "a tie no tie-breaker decides")
     return True
 
 
@@ -280,22 +280,22 @@ def _end_round(
         if k.startswith(prefix) and t.status is not TaskStatus.SUCCEEDED and k not in run.tolerated
     ]
     if broken:
-        run.failed[action.key] = f"round {number}: {', '.join(broken)} did not succeed"
+        _fail(step, action, f"round {number}: {', '.join(broken)} did not succeed")
         return True
-    decided = loop_decision(action, number, _results(run, rows))
+    results = _results(run, rows)
+    decided = loop_decision(action, number, results)
     _decide(step, action, decided)
     if decided.status == "continue" and decided.next_round is not None:
         return _start_round(step, action, decided.next_round, rows, variables, library)
     if decided.status == "done":
         run.done.append(action.key)
-        results = _results(run, rows)
         run.decisions[action.key] = results.get(decided.result_key) if decided.result_key else None
         # The rounds before the approved one are history, not failures of the pattern.
         run.tolerated.extend(
             k for k, t in rows.items() if k.startswith(f"{action.key}-r") and not k.startswith(prefix)
         )
     else:
-        run.failed[action.key] = decided.reason
+        _fail(step, action, decided.reason)
     return True
 
 
