@@ -23,13 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.types import RetryPolicy
 from prometheus_client import Counter, Histogram
 
+from agent_orchestrator.runs.context import NotInRun, current_run
 from agent_orchestrator.runs.errors import TransientRunError
+from agent_orchestrator.runs.queue import RunQueue
 from shared.bus import (
     AgentRequestEvent,
     AgentResponseEvent,
@@ -153,7 +157,9 @@ async def call_agent(
     )
     started = time.monotonic()
     try:
-        response: AgentResponseEvent = await bus.request_agent(event, timeout=timeout)
+        response: AgentResponseEvent = await bus.request_agent(
+            event, timeout=timeout, on_resend=_resend_reporter(agent, request_type)
+        )
     except asyncio.CancelledError:
         # The run was cancelled or the step timed out: the agent must stop the work too.
         await asyncio.shield(_cancel_request(bus, event, agent, request_type))
@@ -184,6 +190,30 @@ async def call_agent(
         },
     )
     return response.result or {}
+
+
+def _resend_reporter(agent: str, request_type: str) -> Callable[[str], Awaitable[None]] | None:
+    """Inside a run: a run event for each time Redis lost the request and the bus sent it again."""
+    try:
+        run = current_run()
+    except NotInRun:
+        return None
+    node = get_config().get("metadata", {}).get("langgraph_node") if _in_graph() else None
+
+    async def report(request_id: str) -> None:
+        data = {"agent": agent, "request_type": request_type, "request_id": request_id}
+        data["reason"] = "Redis lost the queued request (restart without persistence or stream deleted)"
+        await RunQueue(run.pool).add_event(run.run_id, "request_resent", node, data)
+
+    return report
+
+
+def _in_graph() -> bool:
+    try:
+        get_config()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _worth_retrying(response: AgentResponseEvent) -> bool:

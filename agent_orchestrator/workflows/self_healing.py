@@ -114,20 +114,23 @@ def choose_fix(health: dict[str, Any], tried: list[str], config_changed: bool) -
 
 
 async def _health(state: SelfHealingState) -> dict[str, Any]:
-    return await call_agent(
-        "infrastructure",
-        "HEALTH_CHECK",
-        {"environment": state["environment"]},
-        timeout=state["check_timeout_seconds"],
-        correlation_id=state["task_id"],
-    )
+    """The infrastructure agent's health report; its error answer becomes a report with `error` set, so
+    every check (detect, verify, final_check) ends in a report instead of a failed run without one.
+    Timeouts still raise: the step's retry policy tries them again."""
+    try:
+        return await call_agent(
+            "infrastructure",
+            "HEALTH_CHECK",
+            {"environment": state["environment"]},
+            timeout=state["check_timeout_seconds"],
+            correlation_id=state["task_id"],
+        )
+    except AgentCallFailed as exc:
+        return {"status": "unknown", "healthy": False, "reason": exc.message, "error": exc.message}
 
 
 async def detect(state: SelfHealingState) -> dict[str, Any]:
-    try:
-        health = await _health(state)
-    except AgentCallFailed as exc:
-        health = {"status": "unknown", "healthy": False, "reason": exc.message, "error": exc.message}
+    health = await _health(state)
     return {
         "detected": health,
         "health": health,
@@ -203,8 +206,8 @@ async def verify(state: SelfHealingState) -> dict[str, Any]:
 
 
 def after_verify(state: SelfHealingState) -> str:
-    if state["health"].get("healthy"):
-        return "report"
+    if state["health"].get("healthy") or state["health"].get("error"):
+        return "report"  # healed, or the check itself failed: another fix chosen blind would not help
     return "diagnose" if len(state.get("attempts", [])) < state["max_attempts"] else "escalate"
 
 
@@ -260,6 +263,9 @@ def outcome(state: SelfHealingState) -> tuple[str, bool, str]:
             False,
             f"{env} still unhealthy after {attempts} attempt(s); rejected by {escalation.get('approver')}",
         )
+    if health.get("error"):
+        step = "final check" if state.get("escalation") else f"check after attempt {attempts}"
+        return "check_failed", False, f"the {step} of {env} failed: {health['error']}"
     if health.get("healthy"):
         by = f" after escalation to {escalation.get('approver')}" if escalation else ""
         return "healed", True, f"{env} healthy again after {attempts} attempt(s){by}"

@@ -159,4 +159,11 @@ class BusOptions:
     dead_letter_maxlen: int = 10_000
     inbox_maxlen: int = 10_000
     inbox_ttl_seconds: int = 3_600
+    # A request sent where no consumer has shown itself alive (within claim_idle_ms) waits this long for
+    # one to appear, then is answered `rejected` (no_live_agent) instead of waiting out its timeout.
+    presence_grace_seconds: float = 5.0
+    # A request unanswered this long is checked: still queued, being served, or answered? One that
+    # Redis lost (a restart without persistence, a deleted stream) is sent again, under the same id.
+    # A reconnect of the requester's inbox reader checks every waiting request at once.
+    audit_interval_seconds: float = 5.0
     retry: RetryPolicy = RetryPolicy()

@@ -106,6 +106,7 @@ class RequestConsumer:
         self._lease_script = client.register_script(LEASE_LUA)
         self._rejecter = Rejecter(client, keys, options, publisher, agent_id)
         targets = [agent_target(agent_id)] + [capability_target(c) for c in self.capabilities]
+        self._presence_keys = [keys.presence(t) for t in targets]
         self._lanes = lanes(keys, targets)
         self._streams = [s for lane in self._lanes for s in lane]
         self._per_lane = len(self._lanes[0])
@@ -139,6 +140,7 @@ class RequestConsumer:
 
     async def start(self) -> None:
         await self._ensure_groups()
+        await self._announce()
         self._loops = [
             asyncio.create_task(self._read_loop(), name=f"bus-read-{self.consumer_name}"),
             asyncio.create_task(self._lease_loop(), name=f"bus-lease-{self.consumer_name}"),
@@ -171,6 +173,14 @@ class RequestConsumer:
     async def _ensure_groups(self) -> None:
         for stream in self._streams:
             await ensure_group(self._client, stream, REQUEST_GROUP, "0")
+
+    async def _announce(self) -> None:
+        """Tell requesters that a consumer of each target is alive, for as long as an entry it held would
+        stay its own (claim_idle_ms); refreshed three times in that span by the lease loop."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in self._presence_keys:
+            pipe.set(key, self.consumer_name, px=self._options.claim_idle_ms)
+        await pipe.execute()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -254,6 +264,7 @@ class RequestConsumer:
                 await backoff.wait()
                 with contextlib.suppress(*TRANSIENT_ERRORS, ResponseError):
                     await self._ensure_groups()
+                    await self._announce()
             except TRANSIENT_ERRORS:
                 bus_metrics.LISTENER_RECONNECTS.labels(kind="consumer").inc()
                 drained = False
@@ -291,6 +302,7 @@ class RequestConsumer:
         while True:
             await asyncio.sleep(self._lease_interval)
             try:
+                await self._announce()
                 await self._renew_leases()
                 backoff.reset()
             except TRANSIENT_ERRORS:

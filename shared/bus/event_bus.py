@@ -35,7 +35,7 @@ from shared.bus.events import (
 from shared.bus.execute import RequestHandler
 from shared.bus.keys import DATA_FIELD, BusKeys, request_target
 from shared.bus.replies import ReplyPublisher
-from shared.bus.requests import ResponseRouter
+from shared.bus.requests import OnResend, ResponseRouter
 from shared.config import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class BusStats:
     responses_received: int
     active_requests: int
     request_timeouts: int
+    requests_resent: int
     requests_handled: int
     handlers_active: int
     redeliveries: int
@@ -77,7 +78,7 @@ class EventBus:
         self.inbox = self.keys.inbox(agent_id, self.instance)
         self._client = make_client(redis_url)
         self._publisher = ReplyPublisher(self._client, self.keys, self.options)
-        self._router = ResponseRouter(self._client, self.inbox, agent_id, self.options)
+        self._router = ResponseRouter(self._client, self.keys, self.inbox, agent_id, self.options)
         self._consumers: list[RequestConsumer] = []
         self._subscriptions: list[Subscription] = []
         self._emitted = 0
@@ -134,10 +135,14 @@ class EventBus:
         self,
         event: AgentRequestEvent,
         timeout: float | None = None,  # noqa: ASYNC109
+        on_resend: OnResend | None = None,
     ) -> AgentResponseEvent:
         """Send a request and await its response (a `timeout` response if none comes in time).
 
-        Raises BusUnavailable when Redis cannot accept the request; once accepted it is not lost.
+        Raises BusUnavailable when Redis cannot accept the request; once accepted it is not lost:
+        if Redis loses it, it is sent again under the same id and `on_resend(request_id)` is awaited.
+        A request no live consumer serves is answered `rejected` (`no_live_agent`) after the grace
+        period (requests.py).
         """
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout: must be positive")
@@ -147,8 +152,7 @@ class EventBus:
         # Nobody waits for the answer after the deadline, so nobody should start the work after it.
         expires_at = min(event.expires_at, utc_now() + timedelta(seconds=wait))
         sent = event.model_copy(update={"reply_to": self.inbox, "expires_at": expires_at})
-        stream = self.keys.request_stream(request_target(sent), sent.priority)
-        return await self._router.request(sent, stream, wait)
+        return await self._router.request(sent, request_target(sent), wait, on_resend)
 
     async def cancel_request(self, request_id: str, reason: str, ttl_seconds: float) -> None:
         """Tell whichever agent serves `request_id` to stop (or never to start) it (cancels.py)."""
@@ -285,6 +289,7 @@ class EventBus:
             responses_received=self._router.received,
             active_requests=self._router.active,
             request_timeouts=self._router.timeouts,
+            requests_resent=self._router.resent,
             requests_handled=sum(c.handled for c in self._consumers),
             handlers_active=sum(c.active for c in self._consumers),
             redeliveries=sum(c.redeliveries for c in self._consumers),

@@ -41,6 +41,10 @@ class BusKeys:
         """Where responses to one EventBus instance's requests are written."""
         return f"{self.root}:inbox:{agent_id}:{instance}"
 
+    def presence(self, target: str) -> str:
+        """Exists while some consumer serving `target` is alive (each refreshes it, with a TTL)."""
+        return f"{self.root}:presence:{target}"
+
     def result(self, request_id: str) -> str:
         """The first response to a request, kept so a redelivery is answered without re-running."""
         return f"{self.root}:result:{request_id}"

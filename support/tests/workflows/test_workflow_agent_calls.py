@@ -182,12 +182,6 @@ async def test_the_template_timeout_cancels_a_slow_attempt_and_the_retry_succeed
 # -- pr_deployment: the verify health check answers an error ------------------------------------
 
 
-async def _final_state(runtime: RunsRuntime, run_id: UUID) -> dict[str, Any]:
-    saver = saver_for_run(runtime.checkpoint_pool)
-    graph = default_workflows.get("pr_deployment").graph().compile(checkpointer=saver)
-    return (await graph.aget_state(run_config(str(run_id)))).values
-
-
 async def test_a_health_check_error_at_verify_rolls_back_and_reports(
     database_url: str, agents: ScriptedAgents, workflow_bus: EventBus, tmp_path: Path
 ) -> None:
@@ -220,7 +214,7 @@ async def test_a_health_check_error_at_verify_rolls_back_and_reports(
         run = await runtime.queue.enqueue("pr_deployment", data, max_attempts=1)
         async with running_workers(runtime, count=1):
             done = await wait_for_status(runtime, run.id, [RunStatus.SUCCEEDED, RunStatus.FAILED])
-        state = await _final_state(runtime, run.id)
+        state = await _final_values(runtime, run.id, "pr_deployment")
     finally:
         await runtime.close()
 
@@ -235,3 +229,43 @@ async def test_a_health_check_error_at_verify_rolls_back_and_reports(
     assert (final["outcome"], final["ok"]) == ("verify_failed", False)
     assert "- rollback: rolled_back: release r1 is live again" in final["report"]
     assert state["error_log"][-1]["step"] == "verify"
+
+
+async def _final_values(runtime: RunsRuntime, run_id: UUID, workflow: str) -> dict[str, Any]:
+    saver = saver_for_run(runtime.checkpoint_pool)
+    graph = default_workflows.get(workflow).graph().compile(checkpointer=saver)
+    return (await graph.aget_state(run_config(str(run_id)))).values
+
+
+async def test_a_health_check_error_after_a_self_healing_fix_ends_in_a_report(
+    database_url: str, agents: ScriptedAgents, workflow_bus: EventBus
+) -> None:
+    checks = 0
+
+    async def health(request: AgentRequestEvent) -> dict[str, Any]:
+        nonlocal checks
+        checks += 1
+        if checks == 1:  # detect: the app is down
+            return {"status": "down", "healthy": False, "reason": "the app's process is gone"}
+        raise RuntimeError("state file of 'heal-env' is unreadable")  # verify: the check itself fails
+
+    async def restart(request: AgentRequestEvent) -> dict[str, Any]:
+        return {"status": "up", "healthy": True}
+
+    await agents.serve("infrastructure", {"HEALTH_CHECK": health, "RESTART": restart})
+    runtime = await _runtime(database_url, default_workflows)
+    try:
+        run = await runtime.queue.enqueue("self_healing", {"environment": "heal-env"}, max_attempts=1)
+        async with running_workers(runtime, count=1):
+            done = await wait_for_status(runtime, run.id, [RunStatus.SUCCEEDED, RunStatus.FAILED])
+        state = await _final_values(runtime, run.id, "self_healing")
+    finally:
+        await runtime.close()
+
+    assert done.status == RunStatus.FAILED
+    assert done.error is not None and "the check after attempt 1 of heal-env failed" in done.error
+    assert "state file of 'heal-env' is unreadable" in done.error
+    assert len(agents.requests("RESTART")) == 1  # no second fix chosen blind
+    final = state["final_result"]
+    assert (final["outcome"], final["ok"], final["attempts"]) == ("check_failed", False, 1)
+    assert "state file of 'heal-env' is unreadable" in final["report"]
