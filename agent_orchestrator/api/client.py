@@ -90,6 +90,10 @@ class OrchestratorClient:
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/runs/{run_id}")  # type: ignore[no-any-return]
 
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """Cancel a queued, running or waiting run; the agent serving its current step stops that work."""
+        return self._call("POST", f"/runs/{run_id}/cancel")  # type: ignore[no-any-return]
+
     def list_runs(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
         return self._call("GET", "/runs", params=params)  # type: ignore[no-any-return]

@@ -9,7 +9,7 @@ import typer
 from agent_orchestrator.cli.console import apply_migrations, cli_settings, console, err, start_backends
 from agent_orchestrator.cli.db import db_app
 from agent_orchestrator.cli.locks import locks_app
-from agent_orchestrator.cli.runs import approve, history, reject, run_app, status
+from agent_orchestrator.cli.runs import approve, cancel, history, reject, run_app, status
 from agent_orchestrator.cli.stack import agents, doctor, down, up
 from agent_orchestrator.cli.tasks import tasks_app
 from agent_orchestrator.cli.tickets import ticket_app
@@ -21,7 +21,7 @@ app.add_typer(locks_app, name="locks")
 app.add_typer(run_app, name="run")
 app.add_typer(ticket_app, name="ticket")
 app.add_typer(tasks_app, name="tasks")
-for _command in (up, agents, doctor, down, status, approve, reject, history):
+for _command in (up, agents, doctor, down, status, approve, reject, cancel, history):
     app.command()(_command)
 
 

@@ -231,6 +231,17 @@ def reject(
     _decide(run, False, comment)
 
 
+def cancel(run: str = typer.Argument(..., help="A queued, running or waiting run.")) -> None:
+    """Cancel a run: it stops where it is, and the agent serving its current step stops that work
+    (its commands are killed, its slot freed)."""
+    with orchestrator([], console) as client:
+        try:
+            found = client.cancel_run(run)
+        except OrchestratorError as exc:
+            raise refused(exc) from None
+    console.print(f"run {found['id']}: [bold]{found['workflow']}[/bold] {found['status']}")
+
+
 def history(run: str = typer.Argument(..., help="A run id.")) -> None:
     """The run's checkpoints, newest first (ids to replay from)."""
     with orchestrator([], console) as client:
