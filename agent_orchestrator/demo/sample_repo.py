@@ -9,7 +9,9 @@ commands, port, health path). Branches on top of it:
 - `add_failing_test_branch`: a clean-looking change whose test fails.
 
 The app exits at start when the file named by `APP_FAIL_IF_EXISTS` exists (how tests make a
-release that can never be restarted).
+release that can never be restarted), and its `/health` answers 503 while the file named by
+`APP_READY_IF_EXISTS` does not exist yet (how tests hold a deploy in progress for as long as they
+need).
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from greeter import greet
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"ok" if self.path == "/health" else greet(os.environ.get("GREETING_NAME", "world")).encode()
-        self.send_response(200)
+        gate = os.environ.get("APP_READY_IF_EXISTS")
+        if self.path == "/health" and gate and not os.path.exists(gate):
+            body = b"starting"
+            self.send_response(503)
+        else:
+            self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

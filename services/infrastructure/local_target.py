@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.infrastructure import env_file
+from services.infrastructure import env_file, recovery
 from services.infrastructure.contract import DeployResult, DeployServicePayload, HealthReport
 from services.infrastructure.deploy_target import DeployTarget, TokenCheck
 from services.infrastructure.env_state import EnvironmentDir, EnvironmentState, ReleaseInfo
@@ -36,7 +36,7 @@ from services.infrastructure.models import (
     UpdateConfigPayload,
     UpdateConfigResult,
 )
-from services.infrastructure.releases import export_git_ref, new_release_id, unpack_artifact
+from services.infrastructure.releases import export_git_ref, is_release_of, new_release_id, unpack_artifact
 from services.infrastructure.supervisor import (
     PortInUseError,
     is_alive,
@@ -44,7 +44,6 @@ from services.infrastructure.supervisor import (
     stop_app,
     supervisor_status,
 )
-from shared.git import GitError, resolve_ref
 from shared.process import clean_environment
 from shared.project import ProjectConfigError, load_project_config
 
@@ -202,7 +201,7 @@ class LocalTarget(DeployTarget):
             state = env.load()
             self._fence(env, state, payload.fencing_token)
             env.releases.mkdir(parents=True, exist_ok=True)
-            self._remove_dead_attempts(env, state)
+            self._recover(env, state, payload)
             live = self._already_live(env, state, payload)
             if live is not None:
                 return self._unchanged(env, state, live, started)
@@ -246,22 +245,33 @@ class LocalTarget(DeployTarget):
             duration_seconds=round(elapsed, 3),
         )
 
-    def _remove_dead_attempts(self, env: EnvironmentDir, state: EnvironmentState) -> None:
-        """Folders an attempt left when it died mid-deploy (the environment's lock is ours, so no live
-        attempt is making one): a staging folder, or a release that never went live or was judged."""
-        for folder in env.releases.iterdir():
-            if folder.name.startswith(".staging-"):
-                shutil.rmtree(folder, ignore_errors=True)
-                continue
-            if folder.name == state.current_release or folder.name in state.history:
-                continue
-            try:
-                outcome = env.release_info(folder.name).outcome
-            except (ReleaseNotFoundError, ValueError):
-                outcome = "pending"  # no (readable) description: it was never finished
-            if outcome == "pending":
-                log.warning("removing a release a dead attempt left", extra={"release": folder.name})
-                shutil.rmtree(folder, ignore_errors=True)
+    def _recover(self, env: EnvironmentDir, state: EnvironmentState, payload: DeployServicePayload) -> None:
+        """Put right what a dead attempt left (services/infrastructure/recovery.py). An unjudged current
+        release of what `payload` asks for is judged now (the retry of the deploy that made it):
+        healthy, it is recorded as this deploy's release; otherwise it is stopped and given up."""
+        self._tidy(env, state)
+        info = recovery.unjudged_current(env, state)
+        if info is None:
+            return
+        running = state.process
+        if is_release_of(info, payload) and running is not None and running.release_id == info.release_id:
+            url = app_url(info.port, info.health_path)
+            _, reason = wait_until_healthy(url, info.health_timeout_seconds, lambda: is_alive(running))
+            if reason is None:
+                info.outcome = "healthy"
+                env.save_release_info(info)
+                state.history.append(info.release_id)
+                env.save(state)
+                log.info("deploy: a dead attempt's release is healthy", extra={"release": info.release_id})
+                return
+        self._stop_running(env, state)
+        recovery.give_up_current(env, state, info)
+
+    @staticmethod
+    def _tidy(env: EnvironmentDir, state: EnvironmentState) -> None:
+        """Before an operation that may start an app: stray apps stopped, dead attempts' folders removed."""
+        recovery.stop_strays(env, state)
+        recovery.remove_dead_folders(env, state)
 
     def _already_live(
         self, env: EnvironmentDir, state: EnvironmentState, payload: DeployServicePayload
@@ -271,17 +281,7 @@ class LocalTarget(DeployTarget):
         if state.current_release is None or state.stopped_by_request:
             return None
         info = env.release_info(state.current_release)
-        if payload.repo is not None:
-            try:
-                wanted = {"commit": resolve_ref(payload.repo, payload.ref)}
-            except GitError:
-                return None  # the export below reports the bad ref
-        else:
-            wanted = {"artifact_sha256": str(payload.artifact_sha256)}
-        if any(info.source.get(key) != value for key, value in wanted.items()):
-            return None
-        asked = {"run_command": payload.run_command, "port": payload.port, "health_path": payload.health_path}
-        if any(value is not None and getattr(info, key) != value for key, value in asked.items()):
+        if not is_release_of(info, payload):
             return None
         return info if self._report(env, state).status == "up" else None
 
@@ -311,6 +311,7 @@ class LocalTarget(DeployTarget):
             current = state.current_release
             target_id = payload.release_id or self._previous_of(state)
             target = env.release_info(target_id)
+            self._tidy(env, state)
             self._stop_running(env, state)
             reason = self._start_and_check(env, state, target)
             ROLLBACKS.labels(target=self.name, trigger="requested").inc()
@@ -402,6 +403,7 @@ class LocalTarget(DeployTarget):
             self._fence(env, state, payload.fencing_token)
             if state.current_release is None:
                 raise ReleaseNotFoundError(f"environment {env.name!r} has no current release to restart")
+            self._tidy(env, state)
             self._stop_running(env, state)
             reason = self._start_and_check(env, state, env.release_info(state.current_release))
             env.save(state)

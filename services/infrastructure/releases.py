@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
+from services.infrastructure.contract import DeployServicePayload
+from services.infrastructure.env_state import ReleaseInfo
 from services.infrastructure.errors import InfrastructureError
 from shared.artifacts import ArtifactNotFoundError, ArtifactStore
 from shared.git import GitError, ensure_repository, resolve_ref, run_git
@@ -19,6 +21,21 @@ def new_release_id(label: str) -> str:
     """Sortable by time, unique, and telling where it came from: 20250101T120000-1a2b3c4d-9f8e."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}-{label[:8]}-{uuid4().hex[:4]}"
+
+
+def is_release_of(info: ReleaseInfo, payload: DeployServicePayload) -> bool:
+    """Whether release `info` is what `payload` asks for (same commit or artifact, no other settings)."""
+    if payload.repo is not None:
+        try:
+            wanted = {"commit": resolve_ref(payload.repo, payload.ref)}
+        except GitError:
+            return False  # the export reports the bad ref
+    else:
+        wanted = {"artifact_sha256": str(payload.artifact_sha256)}
+    if any(info.source.get(key) != value for key, value in wanted.items()):
+        return False
+    asked = {"run_command": payload.run_command, "port": payload.port, "health_path": payload.health_path}
+    return not any(value is not None and getattr(info, key) != value for key, value in asked.items())
 
 
 def export_git_ref(repo: str, ref: str, target: Path) -> dict[str, str]:

@@ -17,6 +17,14 @@ async def kill_orchestrator_when(
     runtime: RunsRuntime, run_id: UUID, platform: Platform, matches: Callable[[RunEvent], bool], what: str
 ) -> None:
     """SIGKILL the platform's orchestrator at the first event of the run that `matches`."""
+    await wait_for_run_event(runtime, run_id, matches, what)
+    platform.orchestrator.kill()
+
+
+async def wait_for_run_event(
+    runtime: RunsRuntime, run_id: UUID, matches: Callable[[RunEvent], bool], what: str
+) -> RunEvent:
+    """The first event of the run that `matches` (woken by the events' NOTIFY, no polling)."""
     sub = runtime.listener.subscribe(EVENTS_CHANNEL, key=str(run_id))
     try:
         deadline = time.monotonic() + 120
@@ -25,8 +33,7 @@ async def kill_orchestrator_when(
             for event in await runtime.queue.events_after(run_id, seen):
                 seen = event.id
                 if matches(event):
-                    platform.orchestrator.kill()
-                    return
+                    return event
                 assert event.kind not in ("failed", "succeeded"), f"run ended before {what}: {event}"
             await sub.wait(deadline - time.monotonic())
         raise AssertionError(f"{what} did not happen in time")

@@ -40,10 +40,12 @@ class Platform:
     registry: ServiceProcess
     agents: dict[str, ServiceProcess] = field(default_factory=dict)
     orchestrators: list[ServiceProcess] = field(default_factory=list)
+    agent_modules: dict[str, str] = field(default_factory=dict)
 
     @property
     def orchestrator(self) -> ServiceProcess:
-        return self.orchestrators[0]
+        """The first orchestrator still running (the first started, until a test kills it)."""
+        return next((o for o in self.orchestrators if o.process.poll() is None), self.orchestrators[0])
 
     def client(self, orchestrator: ServiceProcess | None = None) -> OrchestratorClient:
         return OrchestratorClient((orchestrator or self.orchestrator).url, PLATFORM_TOKEN, timeout=60)
@@ -73,6 +75,15 @@ class Platform:
         service = start_service(name, "agent_orchestrator.service", env, port, self.log_dir)
         self.orchestrators.append(service)
         return service
+
+    def restart_agent(self, name: str) -> ServiceProcess:
+        """Start agent `name` again (after it was killed): same module, port, replica and settings."""
+        _module, port_var = service_module(name)
+        port = int(self.agents[name].url.rsplit(":", 1)[1])
+        env = {**self.env, port_var: str(port)}
+        self.agents[name] = start_service(f"{name}-again", self.agent_modules[name], env, port, self.log_dir)
+        wait_until(lambda: registry_record(self.registry, name), what=f"{name} registered")
+        return self.agents[name]
 
     def bus_events(self, run_id: str) -> list[InterAgentEvent]:
         """The broadcast events of one run, read straight from the events stream."""
@@ -114,7 +125,7 @@ def running_platform(
         try:
             for name in agents:
                 module, port_var = service_module(name)
-                module = (modules or {}).get(name, module)
+                module = platform.agent_modules[name] = (modules or {}).get(name, module)
                 port = free_port()
                 platform.agents[name] = start_service(
                     name, module, {**env, port_var: str(port)}, port, log_dir

@@ -1,0 +1,148 @@
+"""A crash mid-deploy (issue 16, item 1): pr_deployment's deploy step is provably in progress (the
+infrastructure agent has started the new release's app, which is held unhealthy by a gate file the
+test controls) when the orchestrator, or separately the infrastructure agent, is SIGKILLed. The run
+still succeeds, and the environment ends with exactly one release, live and judged healthy, no
+orphan release folder and no app process other than the recorded one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import psutil
+import pytest
+
+from agent_orchestrator.demo.sample_repo import SampleRepo, create_sample_repo
+from agent_orchestrator.runs.runtime import RunsRuntime
+from services.infrastructure.env_state import EnvironmentDir, RunningProcess
+from services.infrastructure.recovery import stray_groups
+from services.infrastructure.supervisor import is_alive
+from support.tests.agents.processes import free_port, wait_until
+from support.tests.chaos.orchestrator_kill import wait_for_run_event
+from support.tests.workflows.flagship_platform import Platform, running_platform
+
+pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture(scope="module")
+def platform(module_env: dict[str, str], log_dir: Path) -> Iterator[Platform]:
+    agents = ["code-review", "cicd", "infrastructure"]
+    # A killed agent's request is taken over by its restarted self after 2 s idle (not 30 s).
+    with running_platform(
+        module_env,
+        log_dir,
+        agents,
+        DEVTOOLS_ORCHESTRATOR_LEASE_SECONDS="2",
+        DEVTOOLS_AGENT_CLAIM_IDLE_MS="2000",
+    ) as running:
+        yield running
+
+
+def hold_health(platform: Platform, environment: str, gate: Path) -> None:
+    """Apps deployed to `environment` answer /health 503 until `gate` exists (the sample app's
+    APP_READY_IF_EXISTS), so a deploy stays in its health wait until the test opens the gate."""
+    platform.agent_request(
+        "infrastructure",
+        "UPDATE_CONFIG",
+        {"environment": environment, "values": {"APP_READY_IF_EXISTS": str(gate)}, "restart": False},
+    )
+
+
+def start_deploy_run(platform: Platform, repo: SampleRepo, environment: str) -> UUID:
+    with platform.client() as client:
+        created = client.create_run(
+            "pr_deployment", {"repo": str(repo.path), "head": repo.feature, "environment": environment}
+        )
+    return UUID(created["id"])
+
+
+async def deploy_in_progress(
+    runtime: RunsRuntime, run_id: UUID, platform: Platform, environment: str
+) -> RunningProcess:
+    """Once the run's deploy node started: the app of a release not yet judged, started and alive."""
+    await wait_for_run_event(
+        runtime, run_id, lambda e: e.kind == "node_started" and e.node == "deploy", "the deploy step"
+    )
+    env = EnvironmentDir(platform.data_dir, environment)
+
+    def starting() -> RunningProcess | None:
+        # The agent's state file is an external process's state: polled, there is no event for it.
+        process = env.load().process
+        if process is None or not is_alive(process):
+            return None
+        return process if env.release_info(process.release_id).outcome == "pending" else None
+
+    return wait_until(starting, deadline_s=60, what="the new release's app started")  # type: ignore[no-any-return]
+
+
+def assert_one_live_release(platform: Platform, environment: str, repo: SampleRepo) -> str:
+    """Exactly one release, current, judged healthy, its app the recorded one and the only one."""
+    env = EnvironmentDir(platform.data_dir, environment)
+    state = env.load()
+    releases = platform.releases(environment)
+    assert len(releases) == 1, releases
+    (release,) = releases
+    assert state.current_release == release
+    assert state.history == [release]
+    assert env.release_info(release).outcome == "healthy"
+    assert state.process is not None and is_alive(state.process)
+    assert state.process.release_id == release
+    assert stray_groups(env, state) == set()
+    listeners = {
+        c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == repo.port and c.pid
+    }
+    assert {os.getpgid(pid) for pid in listeners} == {state.process.pid}
+    assert httpx.get(repo.url + "/", timeout=5).text == "Hello, world!"
+    return release
+
+
+async def test_orchestrator_killed_while_the_agent_deploys(
+    platform: Platform, runtime: RunsRuntime, tmp_path: Path
+) -> None:
+    environment, gate = "mid-deploy-orchestrator", tmp_path / "ready"
+    repo = create_sample_repo(tmp_path / "repo", free_port())
+    hold_health(platform, environment, gate)
+    run_id = start_deploy_run(platform, repo, environment)
+
+    starting = await deploy_in_progress(runtime, run_id, platform, environment)
+    platform.orchestrator.kill()
+    gate.touch()  # the deploy the killed orchestrator asked for goes on, and now comes up healthy
+
+    survivor = platform.start_orchestrator("orchestrator-b")
+    with platform.client(survivor) as client:
+        done = client.follow(str(run_id))
+
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 2  # claimed by the killed process, then by the survivor
+    deploy = done["result"]["deploy"]
+    assert deploy["release_id"] == starting.release_id
+    assert deploy["unchanged"] is True  # the survivor's deploy found it live: nothing deployed twice
+    assert assert_one_live_release(platform, environment, repo) == starting.release_id
+    assert EnvironmentDir(platform.data_dir, environment).load().process == starting  # never restarted
+
+
+async def test_infrastructure_agent_killed_mid_deploy_and_restarted(
+    platform: Platform, runtime: RunsRuntime, tmp_path: Path
+) -> None:
+    environment, gate = "mid-deploy-agent", tmp_path / "ready"
+    repo = create_sample_repo(tmp_path / "repo", free_port())
+    hold_health(platform, environment, gate)
+    run_id = start_deploy_run(platform, repo, environment)
+
+    starting = await deploy_in_progress(runtime, run_id, platform, environment)
+    platform.agents["infrastructure"].kill()
+    assert is_alive(starting)  # the app runs in a session of its own: it outlived the agent
+    gate.touch()
+    platform.restart_agent("infrastructure")  # takes the dead replica's request over
+
+    with platform.client() as client:
+        done = client.follow(str(run_id))
+
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 1  # the orchestrator waited for the redelivered request's answer
+    # The retried deploy judged the dead attempt's release (same commit) instead of making another.
+    assert done["result"]["deploy"]["release_id"] == starting.release_id
+    assert assert_one_live_release(platform, environment, repo) == starting.release_id
