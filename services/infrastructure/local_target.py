@@ -134,6 +134,7 @@ class LocalTarget(DeployTarget):
                 env=environment,
                 log_path=release_dir / "app.log",
                 release_id=info.release_id,
+                environment_dir=env.root,
                 max_restarts=info.max_restarts,
             )
         except PortInUseError as exc:

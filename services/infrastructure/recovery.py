@@ -2,15 +2,16 @@
 behind, put right by the next operation on it, under the environment's lock (so no live operation
 is making any of it):
 
-- stray apps: a process running from one of the environment's release folders that state.json
-  does not record as the app (a dead attempt started it and died before recording its pid, or
+- stray apps: a process started as one of the environment's apps that state.json does not
+  record as the app (a dead attempt started it and died before recording its pid, or
   recorded it and the release was then given up). Apps run in sessions of their own so that they
   outlive the agent; a stray would keep its port and serve a release nobody judged. It is stopped,
   its whole process group.
 - dead folders: a `.staging-*` folder, or a release that never went live and was never judged
   (outcome `pending`). Removed.
 - an unjudged current release: a dead deploy made it current (and started it) but never recorded
-  its verdict. The retry of that same deploy judges it (`judge_current`); anything else gives it up.
+  its verdict. The retry of that same deploy judges it (LocalTarget._recover); anything else gives
+  it up (`give_up_current`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from pathlib import Path
-
-import psutil
 
 from services.infrastructure.env_state import EnvironmentDir, EnvironmentState, ReleaseInfo
 from services.infrastructure.errors import ReleaseNotFoundError
-from services.infrastructure.supervisor import is_alive
+from services.infrastructure.supervisor import app_groups, is_alive
 from shared.process import kill_process_group
 
 log = logging.getLogger(__name__)
@@ -32,27 +30,11 @@ log = logging.getLogger(__name__)
 STRAY_STOP_GRACE_SECONDS = 5.0
 
 
-def _under(path: str, folder: Path) -> bool:
-    # A removed folder reads as "<path> (deleted)" in /proc/<pid>/cwd: the prefix still matches.
-    return path == str(folder) or path.startswith(f"{folder}{os.sep}")
-
-
 def stray_groups(env: EnvironmentDir, state: EnvironmentState) -> set[int]:
-    """Process groups running from the environment's release folders other than the recorded app's."""
-    folder = env.releases.resolve()
+    """Process groups of the environment's apps (found by the marker every app carries) other than
+    the one state.json records."""
     recorded = state.process.pid if state.process is not None and is_alive(state.process) else None
-    groups: set[int] = set()
-    for process in psutil.process_iter(["pid", "cwd"]):
-        cwd = process.info.get("cwd")
-        if not cwd or not _under(cwd, folder):
-            continue
-        try:
-            group = os.getpgid(process.info["pid"])
-        except ProcessLookupError:
-            continue
-        if group != recorded and group != os.getpgrp():
-            groups.add(group)
-    return groups
+    return {group for group in app_groups(env.root) if group not in (recorded, os.getpgrp())}
 
 
 def stop_strays(env: EnvironmentDir, state: EnvironmentState) -> int:

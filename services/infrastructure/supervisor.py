@@ -7,11 +7,15 @@ its parent, so a crashed app never lingers as a zombie that would look alive.
 With `max_restarts` > 0 the group's leader is keeper.py, which restarts the app when it crashes
 (with backoff, at most max_restarts times) and records that in `supervisor.json` beside the log.
 Off by default: a crashed app stays down until someone (self_healing, a person) acts.
+
+Every app carries its environment's folder in its environment (`DEVTOOLS_APP_ENVIRONMENT`), and so do
+its children: `app_groups` finds an environment's apps by it, recorded in state.json or not.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -29,6 +33,7 @@ from shared.process import kill_process_group, process_group_alive
 STOP_GRACE_SECONDS = 5.0
 KEEPER = Path(__file__).with_name("keeper.py")
 SUPERVISOR_STATUS = "supervisor.json"
+APP_ENVIRONMENT_VARIABLE = "DEVTOOLS_APP_ENVIRONMENT"
 
 
 class PortInUseError(RuntimeError):
@@ -43,6 +48,7 @@ def start_app(
     env: Mapping[str, str],
     log_path: Path,
     release_id: str,
+    environment_dir: Path,
     max_restarts: int = 0,
 ) -> RunningProcess:
     if not port_is_free(port):
@@ -60,7 +66,7 @@ def start_app(
         process = subprocess.Popen(
             argv,
             cwd=cwd,
-            env={**env, "PORT": str(port)},
+            env={**env, "PORT": str(port), APP_ENVIRONMENT_VARIABLE: str(environment_dir.resolve())},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -78,6 +84,19 @@ def start_app(
         release_id=release_id,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def app_groups(environment_dir: Path) -> set[int]:
+    """The process groups of every process started as an app of `environment_dir` (or by one)."""
+    marker = str(environment_dir.resolve())
+    groups: set[int] = set()
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(APP_ENVIRONMENT_VARIABLE) == marker:
+                groups.add(os.getpgid(process.pid))
+        except (psutil.Error, ProcessLookupError):
+            continue  # gone meanwhile, a zombie, or not ours to read: not an app we started
+    return groups
 
 
 def is_alive(running: RunningProcess) -> bool:

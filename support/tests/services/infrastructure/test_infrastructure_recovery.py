@@ -22,7 +22,7 @@ from services.infrastructure.contract import DeployResult, DeployServicePayload
 from services.infrastructure.env_state import EnvironmentDir, RunningProcess
 from services.infrastructure.recovery import stray_groups
 from services.infrastructure.skills import deploy_service
-from services.infrastructure.supervisor import is_alive, start_app, stop_app
+from services.infrastructure.supervisor import APP_ENVIRONMENT_VARIABLE, is_alive, start_app, stop_app
 from shared.git import resolve_ref
 from shared.ports import port_is_free
 from shared.process import clean_environment, process_group_alive
@@ -92,10 +92,22 @@ def test_an_app_a_dead_deploy_started_but_never_recorded_is_stopped(data_dir: Pa
     stray = subprocess.Popen(
         [sys.executable, "app.py"],
         cwd=folder,
-        env={**clean_environment(folder), "PORT": str(repo.port)},
+        # Started as the target starts an app: marked with its environment's folder.
+        env={
+            **clean_environment(folder),
+            "PORT": str(repo.port),
+            APP_ENVIRONMENT_VARIABLE: str(env.root.resolve()),
+        },
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    # Someone else's process in a release folder (a person's shell, a `tail -f app.log`): not an app.
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        cwd=env.release_dir(first.release_id),
+        stdin=subprocess.PIPE,
         start_new_session=True,
     )
     try:
@@ -105,15 +117,17 @@ def test_an_app_a_dead_deploy_started_but_never_recorded_is_stopped(data_dir: Pa
 
         assert second.status == "deployed", second.message  # the stray no longer holds the port
         assert stray.wait(timeout=10) is not None
+        assert bystander.poll() is None
         assert not folder.exists()
         assert sorted(p.name for p in env.releases.iterdir()) == sorted([first.release_id, second.release_id])
         assert env.load().history == [first.release_id, second.release_id]
         only_the_recorded_app_runs(env)
         assert httpx.get(repo.url + "/", timeout=5).text == "Hello, world!"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(stray.pid, signal.SIGKILL)
-        stray.wait(timeout=10)
+        for process in (stray, bystander):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def made_current_and_started(env: EnvironmentDir, folder: Path, port: int) -> RunningProcess:
@@ -126,6 +140,7 @@ def made_current_and_started(env: EnvironmentDir, folder: Path, port: int) -> Ru
         env=clean_environment(folder),
         log_path=folder / "app.log",
         release_id=folder.name,
+        environment_dir=env.root,
     )
     env.point_current_at(folder.name)
     state = env.load()
