@@ -221,6 +221,9 @@ async def deploy(state: PRDeploymentState) -> dict[str, Any]:
             "repo": state["repo"],
             "ref": ref,
             "fencing_token": env_lease.fencing_token,
+            # A later attempt of this run (the orchestrator died before recording the answer) is
+            # answered with this deploy's result instead of deploying again.
+            "idempotency_key": f"{run_id}:deploy:{env}",
         }
         try:
             result = await run_once(

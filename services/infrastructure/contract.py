@@ -40,6 +40,13 @@ class DeployServicePayload(FencedEnvironmentPayload):
     health_path: str | None = Field(None, pattern=r"^/")
     health_timeout_seconds: float | None = Field(None, gt=0, le=3600)
     max_restarts: int | None = Field(None, ge=0, le=100, description="restart-on-crash; 0 (default): off")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="the same deploy sent again (a workflow step retried after a crash) carries the same "
+        "key and is answered with the first one's result instead of deploying again",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -79,3 +86,5 @@ class DeployResult(BaseModel):
     duration_seconds: float
     # True when the commit (or artifact) was already live and healthy: nothing was stopped or started.
     unchanged: bool = False
+    # True when this is the recorded result of an earlier deploy with the same idempotency_key.
+    replayed: bool = False

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -44,6 +45,8 @@ class EnvironmentState(BaseModel):
     process: RunningProcess | None = None
     stopped_by_request: bool = False
     highest_fencing_token: int | None = None
+    # The results of the latest deploys that carried an idempotency_key, by key, oldest first.
+    deploys: dict[str, dict[str, Any]] = {}
 
 
 class ReleaseInfo(BaseModel):

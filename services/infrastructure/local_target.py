@@ -13,6 +13,7 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from services.infrastructure import env_file, recovery
 from services.infrastructure.contract import DeployResult, DeployServicePayload, HealthReport
@@ -24,7 +25,7 @@ from services.infrastructure.errors import (
     StaleFencingTokenError,
     UnknownEnvironmentError,
 )
-from services.infrastructure.health import app_url, probe_http, recent_error_lines, wait_until_healthy
+from services.infrastructure.health import app_url, health_report, wait_until_healthy
 from services.infrastructure.metrics import DEPLOY_DURATION, DEPLOYS, ROLLBACKS, STALE_TOKENS
 from services.infrastructure.models import (
     HealthCheckPayload,
@@ -42,12 +43,13 @@ from services.infrastructure.supervisor import (
     is_alive,
     start_app,
     stop_app,
-    supervisor_status,
 )
 from shared.process import clean_environment
 from shared.project import ProjectConfigError, load_project_config
 
 log = logging.getLogger(__name__)
+
+REMEMBERED_DEPLOYS = 20  # deploy results kept by idempotency_key per environment
 
 
 def _now() -> str:
@@ -151,48 +153,6 @@ class LocalTarget(DeployTarget):
             env.save(state)
         return reason
 
-    def _report(
-        self, env: EnvironmentDir, state: EnvironmentState, reason: str | None = None
-    ) -> HealthReport:
-        info = env.release_info(state.current_release) if state.current_release else None
-        running = state.process
-        alive = running is not None and is_alive(running)
-        url = app_url(info.port, info.health_path) if info else None
-        probe = probe_http(url) if url and alive else None
-        supervised = supervisor_status(env.release_dir(info.release_id)) if info and running else None
-        restarts = supervised.restarts if supervised else 0
-        if info is None:
-            status, reason = "not_deployed", reason or "nothing is deployed"
-        elif not alive:
-            status = "down"
-            gone = "the app's process is gone"
-            if supervised and supervised.gave_up:
-                gone += f" (its supervisor restarted it {restarts} time(s), then gave up)"
-            reason = reason or ("stopped by request" if state.stopped_by_request else gone)
-        elif probe is not None and probe.ok:
-            status = "up"
-        else:
-            status = "degraded"
-            answer = f"HTTP {probe.status}" if probe and probe.status is not None else (probe and probe.error)
-            reason = reason or f"process alive but health check failed ({answer})"
-        log_path = env.release_dir(info.release_id) / "app.log" if info else None
-        return HealthReport(
-            environment=env.name,
-            status=status,
-            healthy=status == "up",
-            release_id=info.release_id if info else None,
-            url=url,
-            http_status=probe.status if probe else None,
-            http_error=probe.error if probe else None,
-            process_alive=alive,
-            pid=running.pid if running and alive else None,
-            port=info.port if info else None,
-            error_lines=recent_error_lines(log_path) if log_path else [],
-            reason=None if status == "up" else reason,
-            checked_at=_now(),
-            restarts=restarts,
-        )
-
     # -- request types -------------------------------------------------------------------------
 
     def deploy(self, payload: DeployServicePayload) -> DeployResult:
@@ -201,11 +161,15 @@ class LocalTarget(DeployTarget):
         with env.locked():
             state = env.load()
             self._fence(env, state, payload.fencing_token)
+            recorded = state.deploys.get(payload.idempotency_key or "")
+            if recorded is not None and recorded.get("active_release") == state.current_release:
+                # The same deploy again, and nothing deployed since: it was done, answer as then.
+                return self._replayed(env, recorded)
             env.releases.mkdir(parents=True, exist_ok=True)
             self._recover(env, state, payload)
             live = self._already_live(env, state, payload)
             if live is not None:
-                return self._unchanged(env, state, live, started)
+                return self._remember(env, state, payload, self._unchanged(env, state, live, started))
             info = self._create_release(env, payload)
             previous = state.current_release
             self._stop_running(env, state)
@@ -226,25 +190,48 @@ class LocalTarget(DeployTarget):
                 env.point_current_at(None)
                 state.current_release = None
                 status, message = "failed", f"release {info.release_id} failed its health check"
-            env.save(state)
-            report = self._report(env, state)
-        elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - started
+            result = DeployResult(
+                environment=env.name,
+                status=status,
+                release_id=info.release_id,
+                active_release=state.current_release,
+                previous_release=previous,
+                message=message,
+                failure_reason=reason,
+                health=health_report(env, state),
+                duration_seconds=round(elapsed, 3),
+            )
+            self._remember(env, state, payload, result)  # saves the state
         DEPLOYS.labels(target=self.name, status=status).inc()
         DEPLOY_DURATION.labels(target=self.name).observe(elapsed)
         log.info(
             "deploy finished", extra={"environment": env.name, "release": info.release_id, "status": status}
         )
-        return DeployResult(
-            environment=env.name,
-            status=status,
-            release_id=info.release_id,
-            active_release=state.current_release,
-            previous_release=previous,
-            message=message,
-            failure_reason=reason,
-            health=report,
-            duration_seconds=round(elapsed, 3),
+        return result
+
+    @staticmethod
+    def _remember(
+        env: EnvironmentDir, state: EnvironmentState, payload: DeployServicePayload, result: DeployResult
+    ) -> DeployResult:
+        """Save the state, with the result under the request's idempotency_key (the latest few kept)."""
+        if payload.idempotency_key is not None:
+            state.deploys.pop(payload.idempotency_key, None)
+            state.deploys[payload.idempotency_key] = result.model_dump(mode="json")
+            for key in list(state.deploys)[:-REMEMBERED_DEPLOYS]:
+                del state.deploys[key]
+        env.save(state)
+        return result
+
+    def _replayed(self, env: EnvironmentDir, recorded: dict[str, Any]) -> DeployResult:
+        """The answer to a deploy already done under the same idempotency_key: what it answered then."""
+        result = DeployResult.model_validate({**recorded, "replayed": True})
+        DEPLOYS.labels(target=self.name, status="replayed").inc()
+        log.info(
+            "deploy: done before",
+            extra={"environment": env.name, "release": result.release_id},
         )
+        return result
 
     def _recover(self, env: EnvironmentDir, state: EnvironmentState, payload: DeployServicePayload) -> None:
         """Put right what a dead attempt left (services/infrastructure/recovery.py). An unjudged current
@@ -284,7 +271,7 @@ class LocalTarget(DeployTarget):
         info = env.release_info(state.current_release)
         if not is_release_of(info, payload):
             return None
-        return info if self._report(env, state).status == "up" else None
+        return info if health_report(env, state).status == "up" else None
 
     def _unchanged(
         self, env: EnvironmentDir, state: EnvironmentState, live: ReleaseInfo, started: float
@@ -299,7 +286,7 @@ class LocalTarget(DeployTarget):
             active_release=live.release_id,
             previous_release=earlier[-1] if earlier else None,
             message=f"release {live.release_id} of this commit is already live and healthy: nothing to do",
-            health=self._report(env, state),
+            health=health_report(env, state),
             duration_seconds=round(time.monotonic() - started, 3),
             unchanged=True,
         )
@@ -323,7 +310,7 @@ class LocalTarget(DeployTarget):
                     self._start_and_check(env, state, env.release_info(current))
                 status, message = "failed", f"release {target_id} did not come up ({reason}); kept {current}"
             env.save(state)
-            report = self._report(env, state)
+            report = health_report(env, state)
         return RollbackResult(
             environment=env.name,
             status=status,
@@ -345,7 +332,7 @@ class LocalTarget(DeployTarget):
 
     def health(self, payload: HealthCheckPayload) -> HealthReport:
         env = self._existing(payload.environment)
-        return self._report(env, env.load())  # read-only: no lock, so a long deploy never blocks it
+        return health_report(env, env.load())  # read-only: no lock, so a long deploy never blocks it
 
     def update_config(self, payload: UpdateConfigPayload) -> UpdateConfigResult:
         env = EnvironmentDir(self.data_dir, payload.environment)
@@ -374,7 +361,7 @@ class LocalTarget(DeployTarget):
                         f"the app failed its health check with the new values: {reason}",
                     )
             env.save(state)
-            report = self._report(env, state) if state.current_release else None
+            report = health_report(env, state) if state.current_release else None
         return UpdateConfigResult(
             environment=env.name,
             status=status,
@@ -408,4 +395,4 @@ class LocalTarget(DeployTarget):
             self._stop_running(env, state)
             reason = self._start_and_check(env, state, env.release_info(state.current_release))
             env.save(state)
-            return self._report(env, state, reason)
+            return health_report(env, state, reason)

@@ -49,10 +49,9 @@ def repo(tmp_path: Path) -> SampleRepo:
     return create_sample_repo(tmp_path / "repo", free_port())
 
 
-def deploy(data_dir: Path, repo: SampleRepo, ref: str) -> DeployResult:
-    return deploy_service(
-        DeployServicePayload(environment=ENV, repo=str(repo.path), ref=ref), data_dir=data_dir
-    )
+def deploy(data_dir: Path, repo: SampleRepo, ref: str, key: str | None = None) -> DeployResult:
+    payload = DeployServicePayload(environment=ENV, repo=str(repo.path), ref=ref, idempotency_key=key)
+    return deploy_service(payload, data_dir=data_dir)
 
 
 def dead_attempt_release(env: EnvironmentDir, like: str, commit: str) -> Path:
@@ -182,3 +181,28 @@ def test_an_unjudged_release_of_the_same_commit_is_judged_and_kept(data_dir: Pat
     assert state.history == [first.release_id, DEAD]
     assert state.process == dead_app  # judged as it runs: not stopped and started again
     only_the_recorded_app_runs(env)
+
+
+def test_a_deploy_sent_again_with_its_key_is_answered_as_the_first_time(
+    data_dir: Path, repo: SampleRepo
+) -> None:
+    # A failed deploy (no previous release to restore): sent again by the run's next attempt.
+    failing = repo.path / "refuse"
+    failing.touch()
+    env = EnvironmentDir(data_dir, ENV)
+    env.root.mkdir(parents=True)
+    env.config_file.write_text(f"APP_FAIL_IF_EXISTS={failing}\n")
+    first = deploy(data_dir, repo, repo.feature, key="run-1:deploy")
+    assert first.status == "failed" and not first.replayed
+
+    again = deploy(data_dir, repo, repo.feature, key="run-1:deploy")
+
+    assert again.replayed and again.model_copy(update={"replayed": False}) == first
+    assert [p.name for p in env.releases.iterdir()] == [first.release_id]  # not released twice
+
+    # Once something else was deployed, the key no longer answers: the deploy is decided afresh.
+    failing.unlink()
+    other = deploy(data_dir, repo, repo.base, key="run-2:deploy")
+    assert other.status == "deployed"
+    late = deploy(data_dir, repo, repo.feature, key="run-1:deploy")
+    assert late.status == "deployed" and not late.replayed and late.release_id != first.release_id
