@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     # Tokens that may read the API but not write (a dashboard, an auditor): one token or name=token pairs.
     api_read_token: SecretStr | None = None
+    # Who may scrape GET /metrics: a bearer token of its own (what Prometheus sends), besides the API
+    # tokens above; or anyone, when metrics_public is true (a private network only).
+    metrics_token: SecretStr | None = None
+    metrics_public: bool = False
     llm: str = "none"
     # Every Redis key the platform writes starts with this prefix, so several
     # deployments (or test runs) can share one Redis without seeing each other.
@@ -113,6 +117,9 @@ class Settings(BaseSettings):
 
     def api_read_token_value(self) -> str | None:
         return self.api_read_token.get_secret_value() if self.api_read_token else None
+
+    def metrics_token_value(self) -> str | None:
+        return self.metrics_token.get_secret_value() if self.metrics_token else None
 
 
 def load_settings(**overrides: object) -> Settings:

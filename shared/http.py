@@ -3,7 +3,9 @@
 Errors always come back as JSON ``{"error": "...", ...}`` with a 4xx for anything
 the caller did wrong: malformed JSON is a 400, a body that does not match the
 schema is a 422 naming each field, an oversized body is a 413. ``/metrics``
-serves Prometheus text; ``/health`` is added per service from a check function.
+serves Prometheus text to a caller with a token (`MetricsAccess`: DEVTOOLS_METRICS_TOKEN or an API
+token) or to anyone where DEVTOOLS_METRICS_PUBLIC is set; ``/health`` is open, added per service from a
+check function.
 
 Values PostgreSQL cannot store (NUL characters, lone surrogates, NaN in JSON, numbers out of a
 column's range) are refused by the request models (``StorableStr``, ``storable_json``); should one
@@ -17,7 +19,8 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
@@ -27,6 +30,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +212,42 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": response.body})
 
 
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Who may scrape ``/metrics``: anyone (``public``), or a caller presenting one of ``tokens``.
+
+    Secure by default: with no token configured and not public, a scrape is a 503 saying what to set.
+    """
+
+    public: bool = False
+    tokens: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricsAccess:
+        """DEVTOOLS_METRICS_PUBLIC, or the tokens of DEVTOOLS_METRICS_TOKEN, DEVTOOLS_API_TOKEN and
+        DEVTOOLS_API_READ_TOKEN (whoever may read the API may read its metrics)."""
+        tokens = [
+            *token_identities(settings.metrics_token_value()),
+            *token_identities(settings.api_token_value()),
+            *token_identities(settings.api_read_token_value()),
+        ]
+        return cls(public=settings.metrics_public, tokens=tuple(dict.fromkeys(tokens)))
+
+    def check(self, request: Request) -> None:
+        """Nothing when the request may scrape; otherwise a 401 (no or a wrong token) or 503."""
+        if self.public:
+            return
+        if not self.tokens:
+            raise HTTPException(
+                503,
+                "metrics are closed: set DEVTOOLS_METRICS_TOKEN (the bearer token Prometheus sends), "
+                "or DEVTOOLS_METRICS_PUBLIC=true on a private network",
+            )
+        presented = require_bearer(request)
+        if not any(tokens_equal(presented, token) for token in self.tokens):
+            raise HTTPException(401, "invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+
 def create_service_app(
     service: str,
     *,
@@ -214,11 +256,14 @@ def create_service_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     version: str = "0.1.0",
     on_metrics: Callable[[], Awaitable[None]] | None = None,
+    metrics_access: MetricsAccess | None = None,
 ) -> FastAPI:
     """A FastAPI app with the shared error shape, body limit, request metrics, /metrics and /health.
 
     on_metrics runs before each /metrics scrape, to refresh gauges read from elsewhere (a database).
+    metrics_access says who may scrape (`MetricsAccess.from_settings`); None: nobody (a 503).
     """
+    access = metrics_access or MetricsAccess()
     app = FastAPI(title=service, version=version, lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -239,7 +284,8 @@ def create_service_app(
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        access.check(request)  # before anything is read
         if on_metrics is not None:
             try:
                 await on_metrics()

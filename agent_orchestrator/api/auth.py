@@ -1,4 +1,5 @@
-"""Who is calling: every endpoint but `/health` and `/metrics` needs ``Authorization: Bearer <token>``.
+"""Who is calling: every endpoint but `/health` needs ``Authorization: Bearer <token>`` (`/metrics`
+takes these tokens or DEVTOOLS_METRICS_TOKEN: `shared.http.MetricsAccess`).
 
 DEVTOOLS_API_TOKEN holds the tokens that may read and write: one token (its holder is recorded as
 "operator") or a comma-separated list of ``name=token`` pairs, so each approver has a token of their

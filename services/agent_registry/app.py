@@ -32,6 +32,7 @@ from services.agent_registry.sweeper import Sweeper
 from shared.config import Settings
 from shared.db import open_pool
 from shared.http import (
+    MetricsAccess,
     StorableStr,
     bearer_token,
     create_service_app,
@@ -156,6 +157,7 @@ def create_app(settings: Settings, reg: RegistrySettings | None = None) -> FastA
         health=health,
         max_body_bytes=reg.max_body_bytes,
         on_metrics=refresh_agent_gauge,
+        metrics_access=MetricsAccess.from_settings(settings),
     )
     app.state.registry = state
     _routes(app, state)

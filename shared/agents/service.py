@@ -43,7 +43,7 @@ from shared.bus import AgentRequestEvent, AgentResponseEvent, ErrorClass
 from shared.cancellation import CancelToken
 from shared.config import Settings, SettingsError, load_settings
 from shared.db import open_pool
-from shared.http import create_service_app, require_platform_caller, serve
+from shared.http import MetricsAccess, create_service_app, require_platform_caller, serve
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +385,12 @@ class AgentService:
             finally:
                 await self.stop()
 
-        app = create_service_app(self.agent.name, lifespan=lifespan, health=self.health)
+        app = create_service_app(
+            self.agent.name,
+            lifespan=lifespan,
+            health=self.health,
+            metrics_access=MetricsAccess.from_settings(self.settings),
+        )
 
         def authorize(http_request: Request) -> str:
             # Requests make agents run commands and change environments: the platform token is required

@@ -175,7 +175,7 @@ async def test_busy_while_full(
 
 def test_agent_metrics(echo: ServiceProcess) -> None:
     httpx.post(f"{echo.url}/agent-request", headers=AGENT_AUTH, json=request("ECHO", {"text": "m"}))
-    metrics = httpx.get(f"{echo.url}/metrics").text
+    metrics = httpx.get(f"{echo.url}/metrics", headers=AGENT_AUTH).text
     assert (
         'devtools_agent_requests_total{agent="echo",request_type="ECHO",status="success",via="http"}'
         in metrics

@@ -26,7 +26,13 @@ from shared.agents import RegistryClient
 from shared.bus import EventBus
 from shared.db import open_pool
 from shared.process import process_group_alive
-from support.tests.agents.processes import ServiceProcess, registry_record, start_echo_agent, wait_until
+from support.tests.agents.processes import (
+    AGENT_AUTH,
+    ServiceProcess,
+    registry_record,
+    start_echo_agent,
+    wait_until,
+)
 from support.tests.tasks.helpers import insert_ticket, sql
 
 pytestmark = pytest.mark.integration
@@ -284,7 +290,9 @@ def _outcome_counts(replicas: dict[str, ServiceProcess]) -> dict[tuple[str, str]
     for service in replicas.values():
         if service.process.poll() is not None:
             continue
-        for family in text_string_to_metric_families(httpx.get(f"{service.url}/metrics", timeout=10).text):
+        for family in text_string_to_metric_families(
+            httpx.get(f"{service.url}/metrics", headers=AGENT_AUTH, timeout=10).text
+        ):
             if family.name == "devtools_agent_task_outcomes":
                 for sample in family.samples:
                     if sample.name.endswith("_total"):

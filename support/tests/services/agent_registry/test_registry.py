@@ -251,7 +251,7 @@ def test_health_and_metrics(registry: ServiceProcess) -> None:
     health = httpx.get(f"{registry.url}/health").json()
     assert health["status"] == "healthy" and health["database"] == "ok"
     assert httpx.get(f"{registry.url}/health/{_id('unknown')}").status_code == 404
-    metrics = httpx.get(f"{registry.url}/metrics").text
+    metrics = httpx.get(f"{registry.url}/metrics", headers=AUTH).text
     assert "devtools_registry_registrations_total" in metrics
     assert "devtools_http_requests_total" in metrics
 
@@ -266,7 +266,7 @@ def test_writes_refused_without_platform_token(module_env: dict[str, str], log_d
 
 
 def _agents_gauge(reg: ServiceProcess) -> dict[str, float]:
-    metrics = httpx.get(f"{reg.url}/metrics").text
+    metrics = httpx.get(f"{reg.url}/metrics", headers=AUTH).text
     values = {}
     for line in metrics.splitlines():
         if line.startswith('devtools_registry_agents{status="'):
