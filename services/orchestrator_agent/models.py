@@ -132,7 +132,10 @@ class GetStatusPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent_id: str | None = Field(
-        None, description="another agent to ask the registry about; default: this one"
+        None,
+        # The registry's own rule for agent ids: anything else names no agent (a 422 here).
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        description="another agent to ask the registry about; default: this one",
     )
 
 

@@ -6,13 +6,16 @@ import logging
 
 from services.orchestrator_agent.catalogue import Catalogue, default_catalogue
 from services.orchestrator_agent.models import RouteRequestPayload, RouteResult
-from shared.agents import RegistryClient, RegistryError, RegistryUnavailable
+from shared.agents import RegistryClient, RegistryError, RegistryUnavailable, RetryableAgentError
 
 log = logging.getLogger(__name__)
 
 
-class NoAgentAvailable(LookupError):
-    """No live agent offers the capabilities (the registry has none, or all are offline)."""
+class NoAgentAvailable(RetryableAgentError, LookupError):
+    """No live agent offers the capabilities (the registry has none, or all are offline): worth asking
+    again once one registers (`no_live_agent`, retryable), never an unexplained `internal` error."""
+
+    code = "no_live_agent"
 
 
 class RoutingError(ValueError):

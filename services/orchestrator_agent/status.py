@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 
 from services.orchestrator_agent.catalogue import Catalogue, default_catalogue
 from services.orchestrator_agent.models import AgentStatusView, GetStatusPayload
-from shared.agents import RegistryClient, RegistryError
+from shared.agents import PermanentAgentError, RegistryClient, RegistryError
 
 ORCHESTRATOR_AGENT_ID = "orchestrator"
 
 
-class UnknownAgent(LookupError):
-    """The registry has no agent with that id."""
+class UnknownAgent(PermanentAgentError, LookupError):
+    """The registry has no agent with that id: the caller named it (`unknown_agent`, permanent)."""
+
+    code = "unknown_agent"
 
 
 class AgentActivity:

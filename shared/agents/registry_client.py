@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -228,7 +229,8 @@ class RegistryClient:
         return await self._cached_get(("best", caps, match), "/agents/best-fit", params)
 
     async def get_agent(self, agent_id: str) -> dict[str, Any] | None:
-        response = await self._call("GET", f"/agents/{agent_id}")
+        # Quoted: an id is one path segment whatever it holds ("/", "?", control characters).
+        response = await self._call("GET", f"/agents/{quote(agent_id, safe='')}")
         if response.status_code == 404:
             return None
         self._raise_for(response)

@@ -14,6 +14,7 @@ from services.orchestrator_agent.models import GetStatusPayload, RouteRequestPay
 from services.orchestrator_agent.routing import NoAgentAvailable, RoutingError, route_request
 from services.orchestrator_agent.status import AgentActivity, UnknownAgent, get_status
 from shared.agents import RegistryClient, RegistryUnavailable
+from shared.bus import ErrorClass, ErrorInfo, classify
 from support.tests.agents.fixtures import log_dir, module_env, module_prefix, registry  # noqa: F401
 from support.tests.agents.processes import PLATFORM_TOKEN, ServiceProcess, free_port
 
@@ -67,6 +68,29 @@ async def test_no_live_agent_and_unknown_request_type_are_clear_errors(client: R
         await route_request(RouteRequestPayload(request_type="TELEPORT"), client)
     with pytest.raises(ValidationError, match="give `capabilities` or `request_type`"):
         RouteRequestPayload()
+
+
+async def test_no_live_agent_and_an_unknown_agent_carry_their_own_error_codes(client: RegistryClient) -> None:
+    """Found by fuzzing the request types (support/tests/api/test_openapi_fuzz.py): both were answered
+    `internal`, the code of an exception no handler expected."""
+    with pytest.raises(NoAgentAvailable) as no_agent:
+        await route_request(RouteRequestPayload(capabilities=["0"]), client)
+    assert classify(no_agent.value) == ErrorInfo("no_live_agent", ErrorClass.RETRYABLE)
+    with pytest.raises(UnknownAgent) as unknown:
+        await get_status(GetStatusPayload(agent_id="0"), activity=AgentActivity(), registry=client)
+    assert classify(unknown.value) == ErrorInfo("unknown_agent", ErrorClass.PERMANENT)
+
+
+async def test_an_agent_id_no_agent_can_have_is_refused_and_never_breaks_the_url(
+    client: RegistryClient,
+) -> None:
+    """Found by the fuzz too: an id with a control character made an invalid URL (`internal`)."""
+    for bad in ("\x1f", "a/b", "../agents", "", "x" * 129):
+        with pytest.raises(ValidationError, match="agent_id"):
+            GetStatusPayload(agent_id=bad)
+    # The registry client quotes whatever id it is given: one path segment, an honest 404.
+    for odd in ("\x1f", "a/b?c=d", "../health", "#x"):
+        assert await client.get_agent(odd) is None
 
 
 async def test_unreachable_registry_is_reported_as_such() -> None:
