@@ -25,11 +25,21 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from agent_orchestrator.api.auth import reader
+from agent_orchestrator.api.collaboration import router as collaboration_router
+from agent_orchestrator.api.collaboration import socket_router as collaboration_socket_router
 from agent_orchestrator.api.gates import router as gates_router
 from agent_orchestrator.api.runs import router as runs_router
 from agent_orchestrator.api.tasks import router as tasks_router
 from agent_orchestrator.api.ticket_context import router as ticket_context_router
 from agent_orchestrator.api.tickets import router as tickets_router
+from agent_orchestrator.collaboration import (
+    MESSAGES_CHANNEL,
+    Collaboration,
+    CollaborationEngine,
+    CollaborationStore,
+)
+from agent_orchestrator.collaboration.reactions import ReviewReactions
+from agent_orchestrator.runs.notify import Listener
 from agent_orchestrator.runs.runtime import RunsRuntime
 from agent_orchestrator.runs.worker import WorkerOptions
 from agent_orchestrator.runs.workflow_table import WorkflowTable
@@ -65,8 +75,17 @@ def create_orchestrator_app(
     app.state.agent_service = service
     # Reads need a token as much as writes do (run inputs and reports are not public).
     readers = [Depends(reader)]
-    for router in (runs_router, tickets_router, tasks_router, gates_router, ticket_context_router):
+    routers = (
+        runs_router,
+        tickets_router,
+        tasks_router,
+        gates_router,
+        ticket_context_router,
+        collaboration_router,
+    )
+    for router in routers:
         app.include_router(router, dependencies=readers)
+    app.include_router(collaboration_socket_router)  # authenticates its own handshake (a WebSocket)
     agent_lifespan = app.router.lifespan_context
     options = worker_options or WorkerOptions()
 
@@ -83,6 +102,10 @@ def create_orchestrator_app(
                 name="devtools-orchestrator",
             )
             app.state.runs_runtime = runtime
+            collaboration = Collaboration(CollaborationStore(runtime.pool), service.bus)
+            collab_listener = Listener(database_url, [MESSAGES_CHANNEL], name="devtools-collab-sockets")
+            await collab_listener.start()
+            app.state.collaboration, app.state.collab_listener = collaboration, collab_listener
             stop = asyncio.Event()
             tasks = [
                 asyncio.create_task(runtime.worker(options).run(stop), name=f"run-worker-{i}")
@@ -96,6 +119,10 @@ def create_orchestrator_app(
                 waker = TicketWaker(runtime.pool, database_url)
                 tasks.append(asyncio.create_task(dispatcher.run(stop), name="task-dispatcher"))
                 tasks.append(asyncio.create_task(waker.run(stop), name="ticket-waker"))
+                engine = CollaborationEngine(collaboration, service.bus, registry, database_url)
+                reactions = ReviewReactions(collaboration, database_url)
+                tasks.append(asyncio.create_task(engine.run(stop), name="collaboration-engine"))
+                tasks.append(asyncio.create_task(reactions.run(stop), name="collaboration-reactions"))
             log.info("orchestrator ready", extra={"workers": workers, "workflows": runtime.workflows.names()})
             try:
                 yield
@@ -103,6 +130,7 @@ def create_orchestrator_app(
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await close_resources()
+                await collab_listener.stop()
                 if registry is not service.registry:
                     await registry.close()
                 await runtime.close()

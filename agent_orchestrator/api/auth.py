@@ -34,12 +34,21 @@ def caller_identity(request: Request, settings: Settings) -> str:
     return require_platform_caller(request, settings.api_token_value())
 
 
-def reader_identity(request: Request, settings: Settings) -> str:
-    """The identity of a read's bearer token (a write token reads too), or 401 / 503."""
-    identities = {
+def _readers(settings: Settings) -> dict[str, str]:
+    return {
         **token_identities(settings.api_read_token_value()),
         **token_identities(settings.api_token_value()),
     }
+
+
+def reader_of_token(presented: str | None, settings: Settings) -> str | None:
+    """Who holds `presented` among the tokens that may read, or None (a WebSocket's check)."""
+    return _matches(presented, _readers(settings)) if presented else None
+
+
+def reader_identity(request: Request, settings: Settings) -> str:
+    """The identity of a read's bearer token (a write token reads too), or 401 / 503."""
+    identities = _readers(settings)
     if not identities:
         raise HTTPException(503, "the API is disabled: set DEVTOOLS_API_TOKEN (or DEVTOOLS_API_READ_TOKEN)")
     name = _matches(require_bearer(request), identities)

@@ -15,6 +15,7 @@ from services.feature_dev.models import (
 )
 from services.feature_dev.skill import NO_LLM_MESSAGE, make_change
 from shared.agents import AgentDefinition, Capability, RequestContext
+from shared.agents.collaboration import HANDOFF_OFFER, HandoffOffer, decide_offer
 from shared.bus import AgentResponseEvent, ResponseStatus
 from shared.llm import openhands_llm_from_spec, parse_llm_spec
 
@@ -63,3 +64,11 @@ async def generate(payload: GenerateCodePayload, ctx: RequestContext) -> ChangeR
 @agent.handler("REFACTOR_CODE", payload_model=RefactorCodePayload)
 async def refactor(payload: RefactorCodePayload, ctx: RequestContext) -> ChangeResult | AgentResponseEvent:
     return await _change("refactor", payload, ctx)
+
+
+@agent.handler(HANDOFF_OFFER, payload_model=HandoffOffer)
+async def consider_handoff(offer: HandoffOffer, ctx: RequestContext) -> dict[str, Any]:
+    """Take handed-over changes only with a model to make them; without one a person is better placed."""
+    if ctx.resources.get("llm_spec") is None:
+        return {"accept": False, "reason": NO_LLM_MESSAGE}
+    return await decide_offer(offer, ctx)

@@ -48,6 +48,8 @@ AGENT_REQUEST_SECONDS = Histogram(
 )
 
 Via = Literal["http", "bus"]
+# Answered by every agent (shared/agents/collaboration.py): messages of its threads, handoff offers.
+COLLABORATION_TYPES = frozenset({"COLLAB_MESSAGE", "HANDOFF_OFFER"})
 Handler = Callable[[Any, "RequestContext"], Awaitable[Any]]
 
 
@@ -188,7 +190,9 @@ class AgentDefinition:
 
     @property
     def supported_types(self) -> list[str]:
-        return sorted(self.handlers)
+        """The request types of the agent's own work; every agent also answers the collaboration
+        requests (shared/agents/collaboration.py), which are not listed."""
+        return sorted(t for t in self.handlers if t not in COLLABORATION_TYPES)
 
 
 def check_request(agent: AgentDefinition, request: AgentRequestEvent, bus_agent_id: str) -> HandlerSpec:
@@ -211,10 +215,14 @@ def check_request(agent: AgentDefinition, request: AgentRequestEvent, bus_agent_
 
 
 def parse_payload(spec: HandlerSpec, request: AgentRequestEvent) -> Any:
+    """The payload as the handler's model reads it. Keys starting with '_' are the platform's (a
+    handoff's `_handoff`: its thread, reason and a person's answer), not the handler's fields: they are
+    left out of the model's validation and stay readable in `ctx.request.payload`."""
     if spec.payload_model is None:
         return request.payload
+    own = {k: v for k, v in request.payload.items() if not k.startswith("_")}
     try:
-        return spec.payload_model.model_validate(request.payload)
+        return spec.payload_model.model_validate(own)
     except ValidationError as exc:
         fields = [{**f, "field": f"payload.{f['field']}"} for f in validation_fields(exc.errors())]
         names = ", ".join(f["field"] for f in fields)

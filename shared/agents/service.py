@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.agents.collaboration import install_collaboration_handlers
 from shared.agents.registry_client import AgentRegistration, RegistryClient, RegistryError
 from shared.agents.running import RunningRequests
 from shared.agents.runtime import (
@@ -74,7 +75,13 @@ class AgentService:
         if not self.port:
             raise SettingsError("DEVTOOLS_AGENT_PORT: needed when the agent has no port_setting")
         self.base_url = rt.public_url or f"http://{settings.host}:{self.port}"
-        self.resources: dict[str, Any] = {"settings": settings, "replica_id": self.registry_id}
+        install_collaboration_handlers(agent)
+        self.resources: dict[str, Any] = {
+            "settings": settings,
+            "replica_id": self.registry_id,
+            "agent_definition": agent,
+            "draining": lambda: self.draining,
+        }
         # One count for both paths: the bus consumer alone does not see HTTP requests.
         self.slots = SharedCapacity(agent.capacity)
         self.draining = False

@@ -69,6 +69,12 @@ class InterAgentEventType(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     AGENT_ERROR = "agent_error"
+    AGENT_COLLAB_STARTED = "agent.collab.started"
+    AGENT_MESSAGE_SENT = "agent.message.sent"
+    AGENT_HANDOFF_REQUESTED = "agent.handoff.requested"
+    AGENT_HANDOFF_ACCEPTED = "agent.handoff.accepted"
+    AGENT_HANDOFF_DECLINED = "agent.handoff.declined"
+    AGENT_HANDOFF_TO_PERSON = "agent.handoff.to_person"
 
 
 class _WireModel(BaseModel):
