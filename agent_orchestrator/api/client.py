@@ -46,7 +46,7 @@ def _error_text(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:500]
     if isinstance(body, dict) and "error" in body:
-        fields = ", ".join(f"{f.get('field')}: {f.get('message')}" for f in body.get("fields", []))
+        fields = ", ".join(f"{f.get('field')}: {f.get('message')}" for f in body.get("fields") or [])
         return f"{body['error']}" + (f" ({fields})" if fields else "")
     return str(body)[:500]
 
@@ -275,6 +275,50 @@ class OrchestratorClient:
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/tasks/{task_id}/cancel")  # type: ignore[no-any-return]
+
+    # -- collaboration -------------------------------------------------------------------------------
+
+    def list_threads(
+        self, ticket: str | None = None, run: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params = _given({"ticket": ticket, "run": run, "limit": limit})
+        return self._call("GET", "/api/v1/collaboration/threads", params=params)  # type: ignore[no-any-return]
+
+    def create_thread(
+        self, topic: str, ticket: str | None = None, participants: list[dict[str, str]] | None = None
+    ) -> dict[str, Any]:
+        body = _given({"topic": topic, "ticket_id": ticket, "participants": participants})
+        return self._call("POST", "/api/v1/collaboration/threads", json=body)  # type: ignore[no-any-return]
+
+    def create_handoff(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/collaboration/handoffs", json=body)  # type: ignore[no-any-return]
+
+    def get_handoff(self, handoff_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/collaboration/handoffs/{handoff_id}")  # type: ignore[no-any-return]
+
+    def get_thread(self, thread_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/collaboration/threads/{thread_id}")  # type: ignore[no-any-return]
+
+    def post_message(
+        self, thread_id: str, body: str, kind: str = "comment", reply_to: int | None = None
+    ) -> dict[str, Any]:
+        data = _given({"body": body, "kind": kind, "reply_to": reply_to})
+        path = f"/api/v1/collaboration/threads/{thread_id}/messages"
+        return self._call("POST", path, json=data)  # type: ignore[no-any-return]
+
+    def list_handoffs(
+        self,
+        ticket: str | None = None,
+        status: str | None = None,
+        person: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        params = _given({"ticket": ticket, "status": status, "person": person, "limit": limit})
+        return self._call("GET", "/api/v1/collaboration/handoffs", params=params)  # type: ignore[no-any-return]
+
+    def decide_handoff(self, handoff_id: str, accept: bool, comment: str | None = None) -> dict[str, Any]:
+        path = f"/api/v1/collaboration/handoffs/{handoff_id}/{'accept' if accept else 'decline'}"
+        return self._call("POST", path, json=_given({"comment": comment}))  # type: ignore[no-any-return]
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from agent_orchestrator.cli.locks import locks_app
 from agent_orchestrator.cli.runs import approve, cancel, history, reject, run_app, status
 from agent_orchestrator.cli.stack import agents, doctor, down, up
 from agent_orchestrator.cli.tasks import tasks_app
+from agent_orchestrator.cli.threads import handoffs_app, threads_app
 from agent_orchestrator.cli.tickets import ticket_app
 from shared.logging import configure_logging
 
@@ -21,6 +22,8 @@ app.add_typer(locks_app, name="locks")
 app.add_typer(run_app, name="run")
 app.add_typer(ticket_app, name="ticket")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(threads_app, name="threads")
+app.add_typer(handoffs_app, name="handoffs")
 for _command in (up, agents, doctor, down, status, approve, reject, cancel, history):
     app.command()(_command)
 

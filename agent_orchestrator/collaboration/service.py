@@ -77,6 +77,8 @@ class Collaboration:
             if task is None:
                 raise NotFound(f"no task {new.task_id}")
             new = new.model_copy(update={"ticket_id": task.ticket_id})
+        if new.run_id is not None and await self.runs.get(new.run_id) is None:
+            raise NotFound(f"no run {new.run_id}")
         thread, created = await self.store.create_thread(new, by, by_kind, origin)
         if created:
             await self._announce(

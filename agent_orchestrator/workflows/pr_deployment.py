@@ -36,6 +36,7 @@ from agent_orchestrator.workflows.agent_calls import (
     workflow_resources,
 )
 from agent_orchestrator.workflows.approval_policy import DEFAULT_MAX_AUTO_APPROVE_LINES, decide_approval
+from agent_orchestrator.workflows.deploy_thread import post_failed_verification
 from agent_orchestrator.workflows.inputs import git_ref, git_repository
 from agent_orchestrator.workflows.outcome import concluder, step_record
 from agent_orchestrator.workflows.report import pr_deployment_report
@@ -295,6 +296,7 @@ async def verify(state: PRDeploymentState) -> dict[str, Any]:
     result = state["deploy"].get("verification") or {"healthy": False, "reason": "not verified"}
     if result.get("healthy"):
         return {"verify": result, **step_record("infrastructure", "verify", "healthy")}
+    result = {**result, "thread_id": await post_failed_verification(state["environment"], result)}
     return {"verify": result, **step_record("infrastructure", "verify", "unhealthy", result.get("reason"))}
 
 

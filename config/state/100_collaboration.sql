@@ -219,6 +219,16 @@ RETURNS void LANGUAGE sql AS $$
     WHERE message_id = p_message AND agent = p_agent AND delivered_at IS NULL;
 $$;
 
+-- A transition that changed nothing: 'DT404' for an unknown handoff, else 'DT409' with why.
+CREATE FUNCTION _collab_refuse_handoff(p_id uuid, p_why text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM collab_handoffs WHERE id = p_id) THEN
+        PERFORM _collab_fail('DT404', 'handoff', format('no handoff %s', p_id));
+    END IF;
+    PERFORM _collab_fail('DT409', 'status', p_why);
+END;
+$$;
+
 CREATE FUNCTION _collab_handoff_changed(v_handoff collab_handoffs) RETURNS void LANGUAGE sql AS $$
     SELECT pg_notify('devtools_handoffs', v_handoff.id::text);
 $$;
@@ -235,7 +245,7 @@ BEGIN
     WHERE id = p_id AND status = 'offered' AND offered_to IS NULL
     RETURNING * INTO v;
     IF NOT FOUND THEN
-        PERFORM _collab_fail('DT409', 'status', format('handoff %s is not waiting for an offer', p_id));
+        PERFORM _collab_refuse_handoff(p_id, format('handoff %s is not waiting for an offer', p_id));
     END IF;
     PERFORM _collab_handoff_changed(v);
     RETURN NEXT v;
@@ -255,7 +265,7 @@ BEGIN
     WHERE id = p_id AND status = 'offered' AND offered_to = p_agent
     RETURNING * INTO v;
     IF NOT FOUND THEN
-        PERFORM _collab_fail('DT409', 'status', format('handoff %s is not offered to %s', p_id, p_agent));
+        PERFORM _collab_refuse_handoff(p_id, format('handoff %s is not offered to %s', p_id, p_agent));
     END IF;
     PERFORM _collab_handoff_changed(v);
     RETURN NEXT v;
@@ -273,7 +283,7 @@ BEGIN
     WHERE id = p_id AND status = 'offered'
     RETURNING * INTO v;
     IF NOT FOUND THEN
-        PERFORM _collab_fail('DT409', 'status', format('handoff %s is not offered to agents', p_id));
+        PERFORM _collab_refuse_handoff(p_id, format('handoff %s is not offered to agents', p_id));
     END IF;
     PERFORM collab_join(v.thread_id, v.person, 'person');
     PERFORM _collab_handoff_changed(v);
@@ -296,7 +306,7 @@ BEGIN
     )
     RETURNING * INTO v;
     IF NOT FOUND THEN
-        PERFORM _collab_fail('DT409', 'status', format('handoff %s cannot be accepted by %s now', p_id, p_by));
+        PERFORM _collab_refuse_handoff(p_id, format('handoff %s cannot be accepted by %s now', p_id, p_by));
     END IF;
     PERFORM collab_join(v.thread_id, p_by, p_by_kind);
     PERFORM _collab_handoff_changed(v);
@@ -315,7 +325,7 @@ BEGIN
     WHERE id = p_id AND status IN ('offered', 'awaiting_person')
     RETURNING * INTO v;
     IF NOT FOUND THEN
-        PERFORM _collab_fail('DT409', 'status', format('handoff %s is already decided', p_id));
+        PERFORM _collab_refuse_handoff(p_id, format('handoff %s is already decided', p_id));
     END IF;
     PERFORM _collab_handoff_changed(v);
     RETURN NEXT v;

@@ -4,11 +4,16 @@ ECHO answers with its payload; FAIL raises (`kind`: a crash, or a permanent or r
 AgentError with a code and a Retry-After); RUN runs a shell command like cicd does (its process
 group is killed when the request's task is cancelled or times out); WAIT blocks until the test
 releases it through Redis (so a test can hold a request in flight, then SIGTERM or kill the process).
+
+In threads it answers every message with `echo: <body>` (recording each time it acted, in Redis); a
+message `hold <gate>` is held like WAIT first. ECHO_AGENT_ID names it otherwise (two echo agents of
+different ids share the `echo` capability); ECHO_DECLINE_HANDOFFS=1 makes it decline every handoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +28,17 @@ from shared.agents import (
     RetryableAgentError,
     run_agent,
 )
+from shared.agents.collaboration import (
+    COLLAB_MESSAGE,
+    HANDOFF_OFFER,
+    HandoffOffer,
+    IncomingMessage,
+    decide_offer,
+)
 from shared.process import clean_environment, run_command
 
 agent = AgentDefinition(
-    agent_id="echo",
+    agent_id=os.environ.get("ECHO_AGENT_ID", "echo"),
     name="Echo test agent",
     capabilities=[Capability("echo", "Repeats what it is sent"), Capability("wait", "Holds a request")],
     capacity=2,
@@ -102,6 +114,30 @@ async def wait(payload: WaitPayload, ctx: RequestContext) -> dict[str, Any]:
     finally:
         await client.aclose()
     return {"released": released is not None, "replica": ctx.resources["replica_id"], "via": ctx.via}
+
+
+@agent.handler(COLLAB_MESSAGE, payload_model=IncomingMessage)
+async def answer(message: IncomingMessage, ctx: RequestContext) -> dict[str, Any]:
+    settings = ctx.resources["settings"]
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        if message.body.startswith("hold "):
+            started, release = _keys(ctx, message.body.split(" ", 1)[1])
+            await client.rpush(started, ctx.resources["replica_id"])
+            await client.blpop([release], timeout=60)
+        await client.rpush(
+            f"{settings.redis_prefix}:test:acted:{message.message_id}", ctx.resources["replica_id"]
+        )
+    finally:
+        await client.aclose()
+    return {"reply": {"kind": "answer", "body": f"echo: {message.body}"}}
+
+
+@agent.handler(HANDOFF_OFFER, payload_model=HandoffOffer)
+async def consider(offer: HandoffOffer, ctx: RequestContext) -> dict[str, Any]:
+    if os.environ.get("ECHO_DECLINE_HANDOFFS") == "1":
+        return {"accept": False, "reason": f"{agent.agent_id} declines every handoff"}
+    return await decide_offer(offer, ctx)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,8 @@ async def test_writes_need_a_write_token_and_bad_input_names_the_field(api: Api)
     assert (
         await api.client.post(f"{BASE}/threads/{unknown}/messages", json={"body": "x"}, headers=ALICE)
     ).status_code == 404
+    orphan = {"topic": "t", "run_id": unknown}
+    assert (await api.client.post(f"{BASE}/threads", json=orphan, headers=ALICE)).status_code == 404
     no_target = {"thread_id": thread["id"], "request_type": "GENERATE_CODE", "reason": "r"}
     resp = await api.client.post(f"{BASE}/handoffs", json=no_target, headers=ALICE)
     assert resp.status_code == 422 and "to_capability" in resp.text

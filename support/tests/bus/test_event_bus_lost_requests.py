@@ -62,9 +62,7 @@ async def test_a_request_nobody_serves_is_rejected_after_the_grace_not_the_timeo
     before = _unroutable()
     async with asyncio.timeout(30):
         by_agent = await requester.request_agent(request("nobody"))
-        by_capability = await requester.request_agent(
-            request("any", required_capability="quantum-computing")
-        )
+        by_capability = await requester.request_agent(request("any", required_capability="quantum-computing"))
 
     assert (by_agent.status, by_agent.error_code) == (ResponseStatus.REJECTED, "no_live_agent")
     assert by_agent.error == "no live agent serves agent nobody (none seen alive within 0.5s)"

@@ -18,8 +18,10 @@ from uuid import UUID
 import pytest
 from langgraph.types import RetryPolicy
 from prometheus_client import REGISTRY
+from psycopg_pool import AsyncConnectionPool
 
 import agent_orchestrator.workflows.catalog  # noqa: F401 - registers pr_deployment
+from agent_orchestrator.collaboration import CollaborationStore
 from agent_orchestrator.demo.sample_repo import create_sample_repo
 from agent_orchestrator.runs.checkpointing import run_config, saver_for_run
 from agent_orchestrator.runs.models import RunStatus
@@ -229,6 +231,19 @@ async def test_a_health_check_error_at_verify_rolls_back_and_reports(
     assert (final["outcome"], final["ok"]) == ("verify_failed", False)
     assert "- rollback: rolled_back: release r1 is live again" in final["report"]
     assert state["error_log"][-1]["step"] == "verify"
+    # The people in the loop are told in a thread on the run: the health check, then the rollback.
+    store = CollaborationStore(runtime_pool := await _pool(database_url))
+    try:
+        (thread,) = await store.threads(run_id=run.id)
+        notes = await store.messages(thread.id)
+    finally:
+        await runtime_pool.close()
+    assert state["verify"]["thread_id"] == str(thread.id)
+    assert [(m.author, m.kind.value) for m in notes] == [
+        ("infrastructure", "finding"),
+        ("infrastructure", "decision"),
+    ]
+    assert "state file of 'verify-env' is unreadable" in notes[0].body and "rolled_back" in notes[1].body
 
 
 async def _final_values(runtime: RunsRuntime, run_id: UUID, workflow: str) -> dict[str, Any]:
@@ -269,3 +284,9 @@ async def test_a_health_check_error_after_a_self_healing_fix_ends_in_a_report(
     final = state["final_result"]
     assert (final["outcome"], final["ok"], final["attempts"]) == ("check_failed", False, 1)
     assert "state file of 'heal-env' is unreadable" in final["report"]
+
+
+async def _pool(database_url: str) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False, kwargs={"autocommit": True})
+    await pool.open()
+    return pool
