@@ -14,8 +14,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from support.tests.agents.processes import (
     start_echo_agent,
     wait_until,
 )
+from support.tests.collaboration.polling import until
 from support.tests.workflows.flagship_platform import Platform, running_platform
 
 pytestmark = pytest.mark.integration
@@ -92,17 +92,6 @@ def bus_redis(platform: Platform) -> Iterator[redis.Redis]:  # type: ignore[type
     client.close()
 
 
-def _until[T](probe: Callable[[], T | None], what: str, seconds: float = 60) -> T:
-    """Poll the API for a state the engine reaches on its own (its NOTIFY is for the engine)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_review_requesting_changes_opens_a_thread_and_hands_the_change_to_feature_dev(
     platform: Platform, tmp_path: Path
 ) -> None:
@@ -120,7 +109,7 @@ def test_a_review_requesting_changes_opens_a_thread_and_hands_the_change_to_feat
             full = client.get_thread(threads[0]["id"])
             return full if full["handoffs"] and full["handoffs"][0]["status"] == "accepted" else None
 
-        opened = _until(thread, "the review's thread and its accepted handoff")
+        opened = until(thread, "the review's thread and its accepted handoff", seconds=60)
         review = client.list_tasks(ticket["id"])
         review_task = next(t for t in review if t["key"] == "review")
         findings = review_task["result"]["findings"]
@@ -171,7 +160,7 @@ def test_an_agent_killed_before_acknowledging_gets_the_message_again_and_acts_on
             found = client.get_thread(thread["id"])["messages"]
             return [m for m in found if m["reply_to"] == message["id"]]
 
-        (reply,) = _until(replies, "the agent's reply")
+        (reply,) = until(replies, "the agent's reply", seconds=60)
         assert (reply["author"], reply["body"]) == ("echo", "echo: hold gate-kill")
         assert bus_redis.lrange(f"{prefix}:test:acted:{message['id']}", 0, -1) == ["echo.one"]  # acted once
         delivery = [m for m in client.get_thread(thread["id"])["messages"] if m["author"] == "echo"]
@@ -212,18 +201,20 @@ def test_a_declined_handoff_goes_to_the_next_best_agent(
             "context": {"text": "hi"},
         }
         handoff = client.create_handoff(body)
-        done = _until(
+        done = until(
             lambda: (h := client.get_handoff(handoff["id"]))["status"] == "accepted" and h,
             "the handoff accepted",
+            seconds=60,
         )
         bus_redis.rpush(f"{prefix}:test:release:busy-b", "go")
         held.join(timeout=60)
         assert [d["agent"] for d in done["declined_by"]] == ["echo-a"]
         assert "declines every handoff" in done["declined_by"][0]["reason"]
         assert (done["accepted_by"], done["offers"]) == ("echo-b", 2)
-        task = _until(
+        task = until(
             lambda: (t := client.get_task(done["follow_up_task_id"]))["status"] == "succeeded" and t,
             "the follow-up task done",
+            seconds=60,
         )
         assert task["result"]["text"] == "hi"  # the follow-up ran with the handoff's context
 

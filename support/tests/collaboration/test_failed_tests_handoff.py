@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from agent_orchestrator.demo.sample_repo import add_failing_test_branch, create_sample_repo
 from support.tests.agents.processes import REPO_ROOT, free_port
+from support.tests.collaboration.polling import until
 from support.tests.workflows.flagship_platform import Platform, running_platform
 
 pytestmark = pytest.mark.integration
@@ -57,17 +57,6 @@ def platform(
         yield running
 
 
-def _until[T](probe: Callable[[], T | None], what: str, seconds: float = 120) -> T:
-    """Poll the API for a state the engine reaches on its own (its NOTIFY is for the engine)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_failed_test_run_is_handed_over_and_a_persons_answer_resumes_it(
     platform: Platform, tmp_path: Path
 ) -> None:
@@ -80,7 +69,7 @@ def test_a_failed_test_run_is_handed_over_and_a_persons_answer_resumes_it(
             found = client.list_handoffs(ticket=ticket["id"])
             return found[0] if found and found[0]["status"] == "awaiting_person" else None
 
-        handoff = _until(waiting_for_a_person, "the handoff to reach the ticket's owner")
+        handoff = until(waiting_for_a_person, "the handoff to reach the ticket's owner")
         assert [d["agent"] for d in handoff["declined_by"]] == ["feature-dev"]  # no model: it declines
         assert handoff["person"] == ticket["created_by"]
         thread = client.get_thread(handoff["thread_id"])
